@@ -1,0 +1,202 @@
+//! The hot table: per (database, table), Arrow record batches grouped in time chunks.
+//!
+//! Writes are applied here by the WAL thread in sequence order, after they are durable.
+//! A chunk covers `[start, start + chunk_duration)` of event time. Persistence freezes a
+//! chunk (it stays visible to queries) and removes it once its Parquet file is in the
+//! catalog; later writes to the same time range start a new chunk.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray, TimestampNanosecondArray};
+use arrow::compute::filter_record_batch;
+use arrow::record_batch::RecordBatch;
+use strata_catalog::ColumnDef;
+
+use crate::schema::{TIME_COLUMN, add_column, column_def};
+
+/// A batch and the WAL sequence of the write it came from.
+#[derive(Debug, Clone)]
+pub struct SeqBatch {
+    pub seq: u64,
+    pub batch: RecordBatch,
+}
+
+/// Summary of a set of batches of one chunk.
+#[derive(Debug, Clone, Default)]
+pub struct ChunkStats {
+    pub rows: usize,
+    pub bytes: usize,
+    pub min_seq: u64,
+    pub max_seq: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+impl ChunkStats {
+    fn add(&mut self, seq: u64, b: &RecordBatch, min_time: i64, max_time: i64) {
+        if self.rows == 0 {
+            self.min_seq = seq;
+            self.min_time = min_time;
+            self.max_time = max_time;
+        }
+        self.rows += b.num_rows();
+        self.bytes += b.get_array_memory_size();
+        self.min_seq = self.min_seq.min(seq);
+        self.max_seq = self.max_seq.max(seq);
+        self.min_time = self.min_time.min(min_time);
+        self.max_time = self.max_time.max(max_time);
+    }
+}
+
+/// A chunk still receiving writes.
+#[derive(Debug)]
+pub struct HotChunk {
+    pub start: i64,
+    pub end: i64,
+    pub batches: Vec<SeqBatch>,
+    pub stats: ChunkStats,
+    /// When the chunk received its first write (clock ns).
+    pub created_at: i64,
+}
+
+/// A chunk being persisted: immutable, still visible to queries.
+#[derive(Debug)]
+pub struct FrozenChunk {
+    pub db: String,
+    pub table: String,
+    pub start: i64,
+    pub end: i64,
+    pub batches: Vec<SeqBatch>,
+    pub stats: ChunkStats,
+}
+
+#[derive(Debug, Default)]
+pub struct TableBuffer {
+    /// The table's columns: persisted ones from the catalog plus everything written since.
+    pub columns: Vec<ColumnDef>,
+    pub active: BTreeMap<i64, HotChunk>,
+    pub frozen: Vec<Arc<FrozenChunk>>,
+}
+
+impl TableBuffer {
+    pub fn hot_bytes(&self) -> usize {
+        self.active.values().map(|c| c.stats.bytes).sum::<usize>()
+            + self.frozen.iter().map(|c| c.stats.bytes).sum::<usize>()
+    }
+}
+
+/// Applies one table's batch of one write: merges its columns into the table's and
+/// appends it to the chunks its rows fall in. Returns the bytes added.
+pub fn apply_batch(
+    table: &mut TableBuffer,
+    seq: u64,
+    batch: RecordBatch,
+    chunk_ns: i64,
+    now: i64,
+) -> usize {
+    for f in batch.schema().fields() {
+        if let Some(c) = column_def(f) {
+            add_column(&mut table.columns, c);
+        }
+    }
+    let Some(times) = batch
+        .column_by_name(TIME_COLUMN)
+        .and_then(|a| a.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .cloned()
+    else {
+        return 0;
+    };
+    if times.is_empty() {
+        return 0;
+    }
+    let chunk_of = |t: i64| t.div_euclid(chunk_ns) * chunk_ns;
+    let values = times.values();
+    let first = chunk_of(values[0]);
+    let mut added = 0;
+    if values.iter().all(|t| chunk_of(*t) == first) {
+        added += push(table, first, chunk_ns, seq, batch, values, now);
+        return added;
+    }
+    let mut starts: Vec<i64> = values.iter().map(|t| chunk_of(*t)).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    for start in starts {
+        let mask = BooleanArray::from_iter(values.iter().map(|t| Some(chunk_of(*t) == start)));
+        let Ok(part) = filter_record_batch(&batch, &mask) else {
+            continue;
+        };
+        let part_times: Vec<i64> = values
+            .iter()
+            .copied()
+            .filter(|t| chunk_of(*t) == start)
+            .collect();
+        added += push(table, start, chunk_ns, seq, part, &part_times, now);
+    }
+    added
+}
+
+fn push(
+    table: &mut TableBuffer,
+    start: i64,
+    chunk_ns: i64,
+    seq: u64,
+    batch: RecordBatch,
+    times: &[i64],
+    now: i64,
+) -> usize {
+    let (min_t, max_t) = times
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
+    let chunk = table.active.entry(start).or_insert_with(|| HotChunk {
+        start,
+        end: start.saturating_add(chunk_ns),
+        batches: Vec::new(),
+        stats: ChunkStats::default(),
+        created_at: now,
+    });
+    let before = chunk.stats.bytes;
+    chunk.stats.add(seq, &batch, min_t, max_t);
+    chunk.batches.push(SeqBatch { seq, batch });
+    chunk.stats.bytes - before
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::write::{FieldValue, Point, build_batch};
+    use strata_catalog::{ColumnKind, FieldType};
+
+    fn cols() -> Vec<ColumnDef> {
+        vec![
+            ColumnDef { name: "host".into(), kind: ColumnKind::Tag },
+            ColumnDef { name: "time".into(), kind: ColumnKind::Time },
+            ColumnDef { name: "v".into(), kind: ColumnKind::Field(FieldType::Float) },
+        ]
+    }
+
+    fn point(t: i64) -> Point {
+        Point {
+            table: "cpu".into(),
+            tags: vec![("host".into(), "a".into())],
+            fields: vec![("v".into(), FieldValue::F64(1.0))],
+            time: t,
+            line: 1,
+        }
+    }
+
+    #[test]
+    fn batch_spanning_chunks_is_split() {
+        let pts = [point(5), point(15), point(-1)];
+        let refs: Vec<&Point> = pts.iter().collect();
+        let batch = build_batch(&refs, &cols()).expect("batch");
+        let mut t = TableBuffer::default();
+        apply_batch(&mut t, 7, batch, 10, 0);
+        let starts: Vec<i64> = t.active.keys().copied().collect();
+        assert_eq!(starts, vec![-10, 0, 10]);
+        assert_eq!(t.active[&0].stats.rows, 1);
+        assert_eq!(t.active[&-10].stats.min_time, -1);
+        assert_eq!(t.active[&10].stats.max_seq, 7);
+        assert_eq!(t.columns.len(), 3);
+    }
+}

@@ -1,0 +1,974 @@
+//! `strata-engine` owns the write path and the data at rest: the WAL, the hot in-memory
+//! table, persistence to Parquet, and (later) compaction, rollups and retention. Every
+//! path it writes is built in [`paths`]; the WAL format is documented in [`wal`], the
+//! Parquet layout in [`persist`].
+//!
+//! It must not parse wire protocols (that is `strata-ingest`) or plan user SQL (that is
+//! `strata-sql`); it uses DataFusion only to deduplicate and sort what it persists, and
+//! exposes [`dedup`] so the SQL layer applies exactly the same last-write-wins rule.
+//!
+//! Start with [`Engine::open`], [`Engine::write`] and [`Engine::table_snapshot`].
+//!
+//! Durability: [`Engine::write`] resolves only after the write is fsynced in the WAL
+//! (group commit: writes queued while one fsync runs share the next), then applied to
+//! the hot table in sequence order. WAL segments are deleted only once every write in
+//! them is in a Parquet file registered in the catalog.
+
+pub mod buffer;
+pub mod clock;
+pub mod dedup;
+pub mod paths;
+pub mod persist;
+pub mod schema;
+pub mod wal;
+pub mod write;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arrow::array::{Array, BooleanArray, TimestampNanosecondArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use parking_lot::RwLock;
+use strata_catalog::{Catalog, CatalogState, ColumnDef, ParquetFileMeta, Tier};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::buffer::{FrozenChunk, SeqBatch, TableBuffer, apply_batch};
+use crate::clock::Clock;
+use crate::paths::{ParquetFilePath, wal_dir};
+use crate::schema::{TIME_COLUMN, arrow_schema};
+use crate::wal::{SegmentWriter, WalRecord};
+pub use crate::write::{FieldValue, Point, PointLimits, RejectedPoint};
+
+/// Names no database may have: they are schemas of every database.
+pub const RESERVED_DATABASES: [&str; 2] = ["system", "information_schema"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid database name `{name}`: {reason}")]
+    InvalidDatabase { name: String, reason: String },
+    #[error(
+        "the hot table holds {hot_bytes} bytes, over the memory budget of {budget} bytes; \
+         retry after persistence catches up"
+    )]
+    MemoryPressure { hot_bytes: usize, budget: usize },
+    #[error("{} point(s) rejected and the request asked for all-or-nothing; nothing was written", rejected.len())]
+    AllOrNothing { rejected: Vec<RejectedPoint> },
+    #[error("the WAL could not store the write: {0}")]
+    Wal(String),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    #[error("catalog: {0}")]
+    Catalog(#[from] strata_catalog::Error),
+    #[error("WAL: {0}")]
+    WalOpen(#[from] wal::WalError),
+    #[error("data store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("query engine: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Engine settings; every one has a default fit for a single server.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    /// Event-time span of one hot chunk (and so of one persisted file).
+    pub chunk_duration: Duration,
+    /// A chunk is persisted once it has been in memory this long and its time range
+    /// has passed.
+    pub persist_age: Duration,
+    /// How often the persister looks for due chunks.
+    pub persist_interval: Duration,
+    /// Hot-table bytes at which writes are refused (503). From 70% of it, chunks are
+    /// persisted early, oldest first.
+    pub memory_budget_bytes: usize,
+    /// A WAL segment is closed and a new one started past this size.
+    pub wal_segment_bytes: u64,
+    /// Upper bound on the bytes of one group commit.
+    pub wal_max_group_bytes: usize,
+    /// Points older than this (relative to the clock) are rejected.
+    pub hot_retention: Duration,
+    pub max_columns_per_table: usize,
+    pub max_name_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("strata-data"),
+            chunk_duration: Duration::from_secs(600),
+            persist_age: Duration::from_secs(600),
+            persist_interval: Duration::from_secs(1),
+            memory_budget_bytes: 2 << 30,
+            wal_segment_bytes: 64 << 20,
+            wal_max_group_bytes: 32 << 20,
+            hot_retention: Duration::from_secs(7 * 24 * 3600),
+            max_columns_per_table: 1000,
+            max_name_bytes: 512,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Settings for tests: everything under `dir`.
+    pub fn for_test(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: dir.into(),
+            persist_interval: Duration::from_millis(50),
+            ..Self::default()
+        }
+    }
+}
+
+/// How a write wants to be treated.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    /// Acknowledge once queued for the WAL, before the fsync (InfluxDB 3's `no_sync`).
+    pub no_sync: bool,
+    /// Store the valid points of a request even if some are rejected (the default).
+    pub accept_partial: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self {
+            no_sync: false,
+            accept_partial: true,
+        }
+    }
+}
+
+/// What happened to a write.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOutcome {
+    pub accepted: usize,
+    pub rejected: Vec<RejectedPoint>,
+    /// The WAL sequence of the write once durable (`None` with `no_sync` or if nothing
+    /// was written).
+    pub durable_seq: Option<u64>,
+}
+
+/// A consistent view of one table for a query: hot data and registered files.
+#[derive(Debug, Clone)]
+pub struct TableSnapshot {
+    pub db: String,
+    pub table: String,
+    pub columns: Vec<ColumnDef>,
+    pub schema: SchemaRef,
+    pub hot: Vec<HotPiece>,
+    pub files: Vec<ParquetFileMeta>,
+}
+
+/// The hot batches of one chunk (active or being persisted).
+#[derive(Debug, Clone)]
+pub struct HotPiece {
+    pub chunk_start: i64,
+    pub chunk_end: i64,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub rows: usize,
+    pub batches: Vec<SeqBatch>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    dbs: BTreeMap<String, BTreeMap<String, TableBuffer>>,
+    /// Highest WAL sequence applied to the hot table.
+    applied_seq: u64,
+}
+
+struct Shared {
+    config: EngineConfig,
+    clock: Arc<dyn Clock>,
+    state: RwLock<State>,
+    catalog: Catalog,
+    store: Arc<dyn ObjectStore>,
+    hot_bytes: AtomicUsize,
+    next_file_id: AtomicU64,
+    closed: AtomicBool,
+    persist_wanted: Notify,
+}
+
+impl Shared {
+    fn chunk_ns(&self) -> i64 {
+        i64::try_from(self.config.chunk_duration.as_nanos())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    fn apply(&self, seq: u64, db: &str, tables: Vec<(String, RecordBatch)>) {
+        let chunk_ns = self.chunk_ns();
+        let now = self.clock.now_ns();
+        let mut st = self.state.write();
+        let mut added = 0;
+        let dbs = st.dbs.entry(db.to_string()).or_default();
+        for (name, batch) in tables {
+            let t = dbs.entry(name).or_default();
+            added += apply_batch(t, seq, batch, chunk_ns, now);
+        }
+        st.applied_seq = st.applied_seq.max(seq);
+        let total = self.hot_bytes.fetch_add(added, Ordering::Relaxed) + added;
+        metrics::gauge!("strata_hot_bytes").set(total as f64);
+        if total * 10 >= self.config.memory_budget_bytes * 7 {
+            self.persist_wanted.notify_one();
+        }
+    }
+}
+
+enum WalMsg {
+    Write {
+        db: String,
+        tables: Vec<(String, RecordBatch)>,
+        reply: Option<oneshot::Sender<Result<u64, String>>>,
+    },
+    /// Delete segments holding only sequences below `below` (rotating first).
+    Truncate { below: u64 },
+    /// Fsync and stop.
+    Close { reply: oneshot::Sender<()> },
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The storage engine. Cheap to share behind an `Arc`.
+pub struct Engine {
+    shared: Arc<Shared>,
+    wal_tx: mpsc::UnboundedSender<WalMsg>,
+    persist_lock: tokio::sync::Mutex<()>,
+    df: SessionContext,
+    persister: parking_lot::Mutex<Option<AbortOnDrop>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.shared.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What start-up found, for the log.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    pub catalog_version: u64,
+    pub wal: wal::ReplayStats,
+    pub replayed_rows: usize,
+    pub skipped_persisted_rows: usize,
+}
+
+impl Engine {
+    /// Opens (or creates) the data directory: loads the catalog, replays the WAL, starts
+    /// the WAL thread and the persister.
+    pub async fn open(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<(Arc<Self>, OpenReport)> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(&config.data_dir)?);
+        let catalog = Catalog::load(Arc::clone(&store)).await?;
+        let cat = catalog.snapshot();
+        let mut state = State::default();
+        let mut max_file_seq = 0;
+        for (db, def) in &cat.databases {
+            let tables = state.dbs.entry(db.clone()).or_default();
+            for (name, t) in &def.tables {
+                tables.entry(name.clone()).or_default().columns = t.columns.clone();
+                max_file_seq = t.files.iter().map(|f| f.max_seq).fold(max_file_seq, u64::max);
+            }
+        }
+        let shared = Arc::new(Shared {
+            next_file_id: AtomicU64::new(cat.next_file_id),
+            config,
+            clock,
+            state: RwLock::new(state),
+            catalog,
+            store,
+            hot_bytes: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            persist_wanted: Notify::new(),
+        });
+
+        let mut report = OpenReport {
+            catalog_version: cat.version,
+            ..Default::default()
+        };
+        let dir = wal_dir(&shared.config.data_dir);
+        let replay_shared = Arc::clone(&shared);
+        let (stats, rows, skipped) = tokio::task::spawn_blocking(move || {
+            let mut rows = 0;
+            let mut skipped = 0;
+            let stats = wal::replay(&dir, |rec| {
+                let (r, s) = replay_record(&replay_shared, &cat, rec);
+                rows += r;
+                skipped += s;
+            });
+            stats.map(|s| (s, rows, skipped))
+        })
+        .await
+        .map_err(|e| Error::Wal(e.to_string()))??;
+        for t in &stats.torn {
+            tracing::warn!(detail = %t, "WAL replay stopped at a torn or corrupt record");
+        }
+        report.replayed_rows = rows;
+        report.skipped_persisted_rows = skipped;
+        let next_seq = stats.last_seq.max(max_file_seq) + 1;
+        report.wal = stats;
+        shared.state.write().applied_seq = next_seq - 1;
+
+        let segment = SegmentWriter::create(&wal_dir(&shared.config.data_dir), next_seq)?;
+        let (wal_tx, wal_rx) = mpsc::unbounded_channel();
+        let wal_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("strata-wal".into())
+            .spawn(move || wal_thread(wal_shared, segment, next_seq, wal_rx))
+            .map_err(|source| Error::Io {
+                path: wal_dir(&shared.config.data_dir),
+                source,
+            })?;
+
+        let engine = Arc::new(Self {
+            shared,
+            wal_tx,
+            persist_lock: tokio::sync::Mutex::new(()),
+            df: SessionContext::new(),
+            persister: parking_lot::Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&engine);
+        let interval = engine.shared.config.persist_interval;
+        let handle = tokio::spawn(async move {
+            loop {
+                let Some(e) = weak.upgrade() else { return };
+                let wanted = e.shared.persist_wanted.notified();
+                drop(e);
+                let _ = tokio::time::timeout(interval, wanted).await;
+                let Some(e) = weak.upgrade() else { return };
+                if let Err(err) = e.persist(false).await {
+                    metrics::counter!("strata_persist_errors_total").increment(1);
+                    tracing::error!(error = %err, "persisting hot data failed; will retry");
+                }
+            }
+        });
+        *engine.persister.lock() = Some(AbortOnDrop(handle));
+        Ok((engine, report))
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.shared.clock)
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.shared.catalog
+    }
+
+    /// The object store holding persisted files; paths in the catalog are relative to it.
+    pub fn data_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.shared.store)
+    }
+
+    pub fn hot_bytes(&self) -> usize {
+        self.shared.hot_bytes.load(Ordering::Relaxed)
+    }
+
+    /// True while writes are refused for memory: HTTP answers 503, Kafka pauses.
+    pub fn memory_pressure(&self) -> bool {
+        self.hot_bytes() >= self.shared.config.memory_budget_bytes
+    }
+
+    /// Validates and writes points to database `db`. Resolves once the write is durable
+    /// (unless `no_sync`). Rejected points are listed with their line and reason; with
+    /// `accept_partial`, the valid ones are written anyway.
+    pub async fn write(&self, db: &str, points: Vec<Point>, opts: WriteOptions) -> Result<WriteOutcome> {
+        check_database_name(db)?;
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        if self.memory_pressure() {
+            self.shared.persist_wanted.notify_one();
+            return Err(Error::MemoryPressure {
+                hot_bytes: self.hot_bytes(),
+                budget: self.shared.config.memory_budget_bytes,
+            });
+        }
+        let retention = i64::try_from(self.shared.config.hot_retention.as_nanos()).unwrap_or(i64::MAX);
+        let limits = PointLimits {
+            max_columns_per_table: self.shared.config.max_columns_per_table,
+            max_name_bytes: self.shared.config.max_name_bytes,
+            oldest_time: self.shared.clock.now_ns().saturating_sub(retention),
+        };
+        let mut rejected = Vec::new();
+        let mut valid: BTreeMap<&str, Vec<&Point>> = BTreeMap::new();
+        let mut scratch: HashMap<String, Vec<ColumnDef>> = HashMap::new();
+        {
+            // Validation and the schema change it implies are one atomic step, so two
+            // concurrent writes cannot give one field two types.
+            let mut st = self.shared.state.write();
+            for p in &points {
+                let cols = scratch.entry(p.table.clone()).or_insert_with(|| {
+                    st.dbs
+                        .get(db)
+                        .and_then(|t| t.get(&p.table))
+                        .map(|t| t.columns.clone())
+                        .unwrap_or_default()
+                });
+                match write::validate_point(p, cols, &limits) {
+                    Ok(()) => valid.entry(p.table.as_str()).or_default().push(p),
+                    Err(reason) => rejected.push(RejectedPoint {
+                        line: p.line,
+                        reason,
+                    }),
+                }
+            }
+            if !opts.accept_partial && !rejected.is_empty() {
+                return Err(Error::AllOrNothing { rejected });
+            }
+            if !valid.is_empty() {
+                let tables = st.dbs.entry(db.to_string()).or_default();
+                for name in valid.keys() {
+                    if let Some(cols) = scratch.get(*name) {
+                        tables.entry((*name).to_string()).or_default().columns = cols.clone();
+                    }
+                }
+            }
+        }
+        let accepted: usize = valid.values().map(Vec::len).sum();
+        metrics::counter!("strata_points_rejected_total").increment(rejected.len() as u64);
+        if accepted == 0 {
+            return Ok(WriteOutcome {
+                accepted,
+                rejected,
+                durable_seq: None,
+            });
+        }
+        let mut tables = Vec::with_capacity(valid.len());
+        for (name, pts) in &valid {
+            let cols = scratch.get(*name).map(Vec::as_slice).unwrap_or_default();
+            let batch = write::build_batch(pts, cols)
+                .map_err(|e| Error::Wal(format!("building the batch for `{name}`: {e}")))?;
+            tables.push(((*name).to_string(), batch));
+        }
+        let (reply, rx) = if opts.no_sync {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        self.wal_tx
+            .send(WalMsg::Write {
+                db: db.to_string(),
+                tables,
+                reply,
+            })
+            .map_err(|_| Error::ShuttingDown)?;
+        let durable_seq = match rx {
+            None => None,
+            Some(rx) => Some(
+                rx.await
+                    .map_err(|_| Error::ShuttingDown)?
+                    .map_err(Error::Wal)?,
+            ),
+        };
+        metrics::counter!("strata_points_written_total").increment(accepted as u64);
+        Ok(WriteOutcome {
+            accepted,
+            rejected,
+            durable_seq,
+        })
+    }
+
+    /// Every database: those in the catalog and those only in the hot table.
+    pub fn databases(&self) -> Vec<String> {
+        let st = self.shared.state.read();
+        let cat = self.shared.catalog.snapshot();
+        let mut out: Vec<String> = st.dbs.keys().chain(cat.databases.keys()).cloned().collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    pub fn has_database(&self, db: &str) -> bool {
+        self.shared.state.read().dbs.contains_key(db)
+            || self.shared.catalog.snapshot().databases.contains_key(db)
+    }
+
+    /// The tables of `db`, sorted.
+    pub fn tables(&self, db: &str) -> Vec<String> {
+        let st = self.shared.state.read();
+        st.dbs
+            .get(db)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A consistent snapshot of one table: hot pieces and files, each row visible once
+    /// or (for a chunk being persisted right now) twice with equal values, which the
+    /// dedup step of a query merges.
+    pub fn table_snapshot(&self, db: &str, table: &str) -> Option<TableSnapshot> {
+        let st = self.shared.state.read();
+        let t = st.dbs.get(db)?.get(table)?;
+        // Read the catalog while holding the state lock: a persist removes a frozen chunk
+        // only after its file is in the catalog, so we see the chunk, the file, or both.
+        let cat = self.shared.catalog.snapshot();
+        let mut hot: Vec<HotPiece> = t
+            .active
+            .values()
+            .map(|c| HotPiece {
+                chunk_start: c.start,
+                chunk_end: c.end,
+                min_time: c.stats.min_time,
+                max_time: c.stats.max_time,
+                rows: c.stats.rows,
+                batches: c.batches.clone(),
+            })
+            .collect();
+        hot.extend(t.frozen.iter().map(|c| HotPiece {
+            chunk_start: c.start,
+            chunk_end: c.end,
+            min_time: c.stats.min_time,
+            max_time: c.stats.max_time,
+            rows: c.stats.rows,
+            batches: c.batches.clone(),
+        }));
+        let files = cat
+            .table(db, table)
+            .map(|t| t.files.clone())
+            .unwrap_or_default();
+        Some(TableSnapshot {
+            db: db.to_string(),
+            table: table.to_string(),
+            schema: arrow_schema(&t.columns),
+            columns: t.columns.clone(),
+            hot,
+            files,
+        })
+    }
+
+    /// The current catalog state (files, schemas).
+    pub fn catalog_snapshot(&self) -> Arc<CatalogState> {
+        self.shared.catalog.snapshot()
+    }
+
+    /// Persists due chunks (or, with `all`, every hot chunk) to Parquet, registers them in
+    /// the catalog, and lets the WAL drop what is now persisted. Returns files written.
+    pub async fn persist(&self, all: bool) -> Result<usize> {
+        let _only_one = self.persist_lock.lock().await;
+        let now = self.shared.clock.now_ns();
+        let work = self.freeze(all, now);
+        if work.is_empty() {
+            return Ok(0);
+        }
+        let mut done: Vec<(Arc<FrozenChunk>, Vec<ColumnDef>, ParquetFileMeta)> = Vec::new();
+        for (chunk, columns) in work {
+            match self.write_file(&chunk, &columns, now).await {
+                Ok(meta) => done.push((chunk, columns, meta)),
+                Err(e) => {
+                    metrics::counter!("strata_persist_errors_total").increment(1);
+                    tracing::error!(db = %chunk.db, table = %chunk.table, chunk = chunk.start,
+                        error = %e, "could not persist a chunk; it stays in memory and will be retried");
+                }
+            }
+        }
+        if done.is_empty() {
+            return Ok(0);
+        }
+        let next_id = self.shared.next_file_id.load(Ordering::SeqCst);
+        self.shared
+            .catalog
+            .commit(|s| {
+                for (chunk, columns, meta) in &done {
+                    let t = s.database_mut(&chunk.db).table_mut(&chunk.table);
+                    t.merge_columns(columns);
+                    t.files.push(meta.clone());
+                }
+                s.next_file_id = s.next_file_id.max(next_id);
+            })
+            .await?;
+        let below = {
+            let mut st = self.shared.state.write();
+            for (chunk, _, _) in &done {
+                if let Some(t) = st.dbs.get_mut(&chunk.db).and_then(|d| d.get_mut(&chunk.table)) {
+                    t.frozen.retain(|c| !Arc::ptr_eq(c, chunk));
+                }
+                self.shared.hot_bytes.fetch_sub(chunk.stats.bytes, Ordering::Relaxed);
+            }
+            let min_hot = st
+                .dbs
+                .values()
+                .flat_map(|d| d.values())
+                .flat_map(|t| {
+                    t.active
+                        .values()
+                        .map(|c| c.stats.min_seq)
+                        .chain(t.frozen.iter().map(|c| c.stats.min_seq))
+                })
+                .min();
+            min_hot.unwrap_or(st.applied_seq + 1)
+        };
+        metrics::gauge!("strata_hot_bytes").set(self.hot_bytes() as f64);
+        metrics::counter!("strata_persisted_files_total").increment(done.len() as u64);
+        let _ = self.wal_tx.send(WalMsg::Truncate { below });
+        Ok(done.len())
+    }
+
+    /// Moves due chunks from active to frozen; returns every frozen chunk (including
+    /// ones a failed earlier attempt left) with the columns its file gets.
+    fn freeze(&self, all: bool, now: i64) -> Vec<(Arc<FrozenChunk>, Vec<ColumnDef>)> {
+        let cfg = &self.shared.config;
+        let age = i64::try_from(cfg.persist_age.as_nanos()).unwrap_or(i64::MAX);
+        let mut st = self.shared.state.write();
+        let mut candidates: Vec<(String, String, i64, i64, usize)> = Vec::new();
+        for (db, tables) in &st.dbs {
+            for (name, t) in tables {
+                for c in t.active.values() {
+                    candidates.push((db.clone(), name.clone(), c.start, c.created_at, c.stats.bytes));
+                }
+            }
+        }
+        // Oldest first, so memory pressure evicts what is least likely to change.
+        candidates.sort_by_key(|c| (c.3, c.2));
+        let mut projected = self.shared.hot_bytes.load(Ordering::Relaxed);
+        let soft = cfg.memory_budget_bytes / 10 * 7;
+        let mut due = Vec::new();
+        for (db, table, start, created, bytes) in candidates {
+            let end = start.saturating_add(self.shared.chunk_ns());
+            let by_age = now.saturating_sub(created) >= age && end <= now;
+            let by_memory = projected >= soft / 2 && self.shared.hot_bytes.load(Ordering::Relaxed) >= soft;
+            if all || by_age || by_memory {
+                projected = projected.saturating_sub(bytes);
+                due.push((db, table, start));
+            }
+        }
+        for (db, table, start) in due {
+            if let Some(t) = st.dbs.get_mut(&db).and_then(|d| d.get_mut(&table))
+                && let Some(c) = t.active.remove(&start)
+            {
+                t.frozen.push(Arc::new(FrozenChunk {
+                    db: db.clone(),
+                    table: table.clone(),
+                    start: c.start,
+                    end: c.end,
+                    batches: c.batches,
+                    stats: c.stats,
+                }));
+            }
+        }
+        let mut out = Vec::new();
+        for tables in st.dbs.values() {
+            for t in tables.values() {
+                for c in &t.frozen {
+                    out.push((Arc::clone(c), file_columns(&t.columns, c)));
+                }
+            }
+        }
+        out
+    }
+
+    async fn write_file(&self, chunk: &FrozenChunk, columns: &[ColumnDef], now: i64) -> Result<ParquetFileMeta> {
+        let (schema, batches) = persist::dedup_sorted(&self.df, chunk, columns).await?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let (min_time, max_time) = time_range(&batches).unwrap_or((chunk.stats.min_time, chunk.stats.max_time));
+        let cols = columns.to_vec();
+        let bytes = tokio::task::spawn_blocking(move || persist::encode_parquet(&schema, &batches, &cols))
+            .await
+            .map_err(|e| Error::Wal(format!("parquet encoder task failed: {e}")))??;
+        let id = strata_catalog::FileId(self.shared.next_file_id.fetch_add(1, Ordering::SeqCst));
+        let path = ParquetFilePath {
+            db: chunk.db.clone(),
+            table: chunk.table.clone(),
+            chunk_start: chunk.start,
+            file_id: id,
+        }
+        .to_object_path();
+        let size = bytes.len() as u64;
+        self.shared.store.put(&path, bytes.into()).await?;
+        metrics::counter!("strata_persisted_bytes_total").increment(size);
+        Ok(ParquetFileMeta {
+            id,
+            path: path.to_string(),
+            tier: Tier::Hot,
+            min_time,
+            max_time,
+            chunk_start: chunk.start,
+            chunk_end: chunk.end,
+            row_count: rows as u64,
+            size_bytes: size,
+            max_seq: chunk.stats.max_seq,
+            created_at: now,
+        })
+    }
+
+    /// Stops intake and makes everything acknowledged durable (fsync the WAL). Hot data
+    /// stays in the WAL and is replayed on the next start.
+    pub async fn shutdown(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.persister.lock().take();
+        let (tx, rx) = oneshot::channel();
+        if self.wal_tx.send(WalMsg::Close { reply: tx }).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn check_database_name(db: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::InvalidDatabase {
+            name: db.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if db.is_empty() {
+        return bad("it is empty");
+    }
+    if db.len() > 64 {
+        return bad("it is longer than 64 bytes");
+    }
+    if RESERVED_DATABASES.contains(&db) {
+        return bad("the name is reserved");
+    }
+    if !db
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return bad("use letters, digits, `_`, `-` and `.` only");
+    }
+    Ok(())
+}
+
+/// The columns of `table` that the batches of `chunk` use, in table order.
+fn file_columns(table: &[ColumnDef], chunk: &FrozenChunk) -> Vec<ColumnDef> {
+    table
+        .iter()
+        .filter(|c| {
+            chunk
+                .batches
+                .iter()
+                .any(|b| b.batch.schema().field_with_name(&c.name).is_ok())
+        })
+        .cloned()
+        .collect()
+}
+
+fn time_range(batches: &[RecordBatch]) -> Option<(i64, i64)> {
+    let mut out: Option<(i64, i64)> = None;
+    for b in batches {
+        let Some(t) = b
+            .column_by_name(TIME_COLUMN)
+            .and_then(|a| a.as_any().downcast_ref::<TimestampNanosecondArray>())
+        else {
+            continue;
+        };
+        for v in t.values().iter() {
+            out = Some(match out {
+                None => (*v, *v),
+                Some((lo, hi)) => (lo.min(*v), hi.max(*v)),
+            });
+        }
+    }
+    out
+}
+
+/// Applies one replayed record, skipping rows already persisted. Returns (applied, skipped).
+fn replay_record(shared: &Shared, cat: &CatalogState, rec: WalRecord) -> (usize, usize) {
+    let mut applied = 0;
+    let mut skipped = 0;
+    let mut tables = Vec::with_capacity(rec.tables.len());
+    for (name, batch) in rec.tables {
+        let covering: Vec<(i64, i64)> = cat
+            .table(&rec.db, &name)
+            .map(|t| {
+                t.files
+                    .iter()
+                    .filter(|f| f.max_seq >= rec.seq)
+                    .map(|f| (f.chunk_start, f.chunk_end))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if covering.is_empty() {
+            applied += batch.num_rows();
+            tables.push((name, batch));
+            continue;
+        }
+        let Some(times) = batch
+            .column_by_name(TIME_COLUMN)
+            .and_then(|a| a.as_any().downcast_ref::<TimestampNanosecondArray>())
+        else {
+            continue;
+        };
+        let keep = BooleanArray::from_iter(
+            times
+                .values()
+                .iter()
+                .map(|t| Some(!covering.iter().any(|(s, e)| s <= t && t < e))),
+        );
+        let kept = keep.true_count();
+        skipped += batch.num_rows() - kept;
+        if kept == 0 {
+            continue;
+        }
+        match filter_record_batch(&batch, &keep) {
+            Ok(b) => {
+                applied += b.num_rows();
+                tables.push((name, b));
+            }
+            Err(e) => tracing::error!(error = %e, "could not filter a replayed batch"),
+        }
+    }
+    if !tables.is_empty() {
+        shared.apply(rec.seq, &rec.db, tables);
+    }
+    (applied, skipped)
+}
+
+/// The WAL thread: group commit. Everything queued while the previous fsync ran is
+/// written and fsynced together; no write waits for a timer.
+fn wal_thread(
+    shared: Arc<Shared>,
+    mut segment: SegmentWriter,
+    mut next_seq: u64,
+    mut rx: mpsc::UnboundedReceiver<WalMsg>,
+) {
+    let dir = wal_dir(&shared.config.data_dir);
+    let max_group = shared.config.wal_max_group_bytes;
+    let mut pending: Option<WalMsg> = None;
+    loop {
+        let first = match pending.take() {
+            Some(m) => m,
+            None => match rx.blocking_recv() {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        let mut group = vec![first];
+        let mut control = Vec::new();
+        // Gather whatever else is queued, up to the group size.
+        let mut approx = 0usize;
+        while approx < max_group {
+            match rx.try_recv() {
+                Ok(m @ WalMsg::Write { .. }) => {
+                    if let WalMsg::Write { tables, .. } = &m {
+                        approx += tables.iter().map(|(_, b)| b.get_array_memory_size()).sum::<usize>();
+                    }
+                    group.push(m);
+                }
+                Ok(m) => {
+                    control.push(m);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let mut writes = Vec::new();
+        for m in group {
+            match m {
+                WalMsg::Write { db, tables, reply } => writes.push((db, tables, reply)),
+                other => control.insert(0, other),
+            }
+        }
+        if !writes.is_empty() {
+            let mut buf = Vec::new();
+            let mut encoded = Vec::with_capacity(writes.len());
+            for (db, tables, reply) in writes {
+                let rec = WalRecord {
+                    seq: next_seq,
+                    db,
+                    tables,
+                };
+                match wal::encode_payload(&rec) {
+                    Ok(payload) => {
+                        wal::frame(&payload, &mut buf);
+                        next_seq += 1;
+                        encoded.push((rec, reply));
+                    }
+                    Err(e) => {
+                        if let Some(r) = reply {
+                            let _ = r.send(Err(e.to_string()));
+                        }
+                    }
+                }
+            }
+            let result = segment.append(&buf).and_then(|()| segment.sync());
+            metrics::counter!("strata_wal_fsyncs_total").increment(1);
+            metrics::counter!("strata_wal_bytes_total").increment(buf.len() as u64);
+            match result {
+                Ok(()) => {
+                    for (rec, reply) in encoded {
+                        let seq = rec.seq;
+                        shared.apply(seq, &rec.db, rec.tables);
+                        if let Some(r) = reply {
+                            let _ = r.send(Ok(seq));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "WAL append failed; the writes in this group are refused");
+                    for (_, reply) in encoded {
+                        if let Some(r) = reply {
+                            let _ = r.send(Err(e.to_string()));
+                        }
+                    }
+                    // Never append after a possibly torn record: start a new segment.
+                    match SegmentWriter::create(&dir, next_seq) {
+                        Ok(s) => segment = s,
+                        Err(e) => tracing::error!(error = %e, "could not open a new WAL segment"),
+                    }
+                }
+            }
+            if segment.record_bytes() >= shared.config.wal_segment_bytes {
+                rotate(&dir, &mut segment, next_seq);
+            }
+        }
+        for m in control {
+            match m {
+                WalMsg::Truncate { below } => {
+                    if segment.name().0 < below && segment.record_bytes() > 0 {
+                        rotate(&dir, &mut segment, next_seq);
+                    }
+                    match wal::delete_segments_below(&dir, below, segment.name()) {
+                        Ok(n) if n > 0 => tracing::debug!(deleted = n, below, "WAL segments removed"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not remove WAL segments"),
+                    }
+                }
+                WalMsg::Close { reply } => {
+                    let _ = segment.sync();
+                    let _ = reply.send(());
+                    return;
+                }
+                WalMsg::Write { .. } => pending = Some(m),
+            }
+        }
+    }
+}
+
+fn rotate(dir: &std::path::Path, segment: &mut SegmentWriter, next_seq: u64) {
+    match SegmentWriter::create(dir, next_seq) {
+        Ok(s) => *segment = s,
+        Err(e) => tracing::error!(error = %e, "could not rotate the WAL segment"),
+    }
+}

@@ -1,0 +1,294 @@
+//! HTTP write endpoints, compatible with InfluxDB 3's write API:
+//! `POST /api/v3/write_lp?db=`, `POST /api/v2/write?bucket=`, `POST /write?db=` (line
+//! protocol) and `POST /api/v1/push` (seed JSON, array or NDJSON).
+//!
+//! Status codes: 204 all stored; 400 with the partial-write body when any line was
+//! rejected (the valid ones are stored unless `accept_partial=false`); 413 over the body
+//! size limit; 503 with `Retry-After` over the engine's memory budget or while shutting
+//! down; 500 if the WAL failed (nothing acknowledged).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use strata_engine::{Engine, Point, WriteOptions};
+
+use crate::LineError;
+use crate::lp::{self, Precision};
+
+/// The database a write that names none goes to.
+pub const DEFAULT_DATABASE: &str = "metrics";
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Largest accepted request body, compressed or not, in bytes.
+    pub max_body_bytes: usize,
+    /// Most lines (or JSON elements) in one request.
+    pub max_lines_per_request: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 << 20,
+            max_lines_per_request: 1_000_000,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct IngestState {
+    engine: Arc<Engine>,
+    config: Arc<IngestConfig>,
+}
+
+/// The write routes. The binary merges this router with the others.
+pub fn router(engine: Arc<Engine>, config: IngestConfig) -> Router {
+    let state = IngestState {
+        engine,
+        config: Arc::new(config),
+    };
+    Router::new()
+        .route("/api/v3/write_lp", post(write_v3))
+        .route("/api/v2/write", post(write_v2))
+        .route("/write", post(write_v1))
+        .route("/api/v1/push", post(push_json))
+        .with_state(state)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WriteParams {
+    db: Option<String>,
+    bucket: Option<String>,
+    precision: Option<String>,
+    accept_partial: Option<bool>,
+    no_sync: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    LineProtocol,
+    SeedJson,
+}
+
+async fn write_v3(
+    State(s): State<IngestState>,
+    Query(p): Query<WriteParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(s, p, headers, body, Format::LineProtocol, Precision::Auto, "write_lp").await
+}
+
+async fn write_v2(
+    State(s): State<IngestState>,
+    Query(p): Query<WriteParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(s, p, headers, body, Format::LineProtocol, Precision::Nanosecond, "v2_write").await
+}
+
+async fn write_v1(
+    State(s): State<IngestState>,
+    Query(p): Query<WriteParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(s, p, headers, body, Format::LineProtocol, Precision::Nanosecond, "v1_write").await
+}
+
+async fn push_json(
+    State(s): State<IngestState>,
+    Query(p): Query<WriteParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(s, p, headers, body, Format::SeedJson, Precision::Millisecond, "json_push").await
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": msg.into() }))).into_response()
+}
+
+fn partial(status: StatusCode, what: &str, errors: Vec<LineError>) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": what, "data": errors })),
+    )
+        .into_response()
+}
+
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Response> {
+    let too_big = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|_| too_big())?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "" | "identity" => Ok(raw),
+        "gzip" | "x-gzip" => {
+            let mut out = Vec::new();
+            let dec = flate2::read::MultiGzDecoder::new(&raw[..]);
+            dec.take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| error(StatusCode::BAD_REQUEST, format!("gzip body could not be decoded: {e}")))?;
+            if out.len() > limit {
+                return Err(too_big());
+            }
+            Ok(Bytes::from(out))
+        }
+        other => Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Encoding `{other}` is not supported (use gzip or none)"),
+        )),
+    }
+}
+
+async fn handle(
+    s: IngestState,
+    p: WriteParams,
+    headers: HeaderMap,
+    body: Body,
+    format: Format,
+    default_precision: Precision,
+    path: &'static str,
+) -> Response {
+    let db = p
+        .db
+        .clone()
+        .or(p.bucket.clone())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    let precision = match p.precision.as_deref() {
+        None | Some("") => default_precision,
+        Some(x) => match Precision::parse(x) {
+            Some(pr) => pr,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid precision `{x}`: use auto, ns, us, ms, s, m or h (or nanosecond, microsecond, millisecond, second)"),
+                );
+            }
+        },
+    };
+    let accept_partial = p.accept_partial.unwrap_or(true);
+    let opts = WriteOptions {
+        no_sync: p.no_sync.unwrap_or(false),
+        accept_partial,
+    };
+    let bytes = match read_body(body, &headers, s.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("request body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+            );
+        }
+    };
+    let now = s.engine.clock().now_ns();
+    let (points, mut errors): (Vec<Point>, Vec<LineError>) = match format {
+        Format::LineProtocol => lp::parse(text, precision, now),
+        Format::SeedJson => crate::json::parse(text),
+    };
+    if points.len() + errors.len() > s.config.max_lines_per_request {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request has {} lines, over the limit of {} per request",
+                points.len() + errors.len(),
+                s.config.max_lines_per_request
+            ),
+        );
+    }
+    let parse_failed = !errors.is_empty();
+    if parse_failed && !accept_partial {
+        count(path, "rejected", errors.len() + points.len());
+        return partial(StatusCode::BAD_REQUEST, "parsing failed for write_lp endpoint", errors);
+    }
+    let outcome = if points.is_empty() {
+        None
+    } else {
+        match s.engine.write(&db, points, opts).await {
+            Ok(o) => Some(o),
+            Err(e) => return engine_error(e, text, path),
+        }
+    };
+    if let Some(o) = &outcome {
+        count(path, "accepted", o.accepted);
+        if !o.rejected.is_empty() {
+            let lines: Vec<&str> = influxdb_line_protocol::split_lines(text).collect();
+            errors.extend(o.rejected.iter().map(|r| {
+                let original = if format == Format::LineProtocol {
+                    lines.get(r.line.wrapping_sub(1)).copied().unwrap_or("").trim()
+                } else {
+                    ""
+                };
+                LineError::new(r.line, original, r.reason.clone())
+            }));
+        }
+    }
+    if errors.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    count(path, "rejected", errors.len());
+    errors.sort_by_key(|e| e.line_number);
+    partial(StatusCode::BAD_REQUEST, "partial write of line protocol occurred", errors)
+}
+
+fn count(path: &'static str, outcome: &'static str, n: usize) {
+    metrics::counter!("strata_ingest_points_total", "path" => path, "outcome" => outcome)
+        .increment(n as u64);
+}
+
+fn engine_error(e: strata_engine::Error, text: &str, path: &'static str) -> Response {
+    use strata_engine::Error as E;
+    match e {
+        E::MemoryPressure { .. } | E::ShuttingDown => {
+            count(path, "throttled", 1);
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        E::InvalidDatabase { .. } => error(StatusCode::BAD_REQUEST, e.to_string()),
+        E::AllOrNothing { rejected } => {
+            let lines: Vec<&str> = influxdb_line_protocol::split_lines(text).collect();
+            let errs = rejected
+                .into_iter()
+                .map(|r| {
+                    let original = lines.get(r.line.wrapping_sub(1)).copied().unwrap_or("").trim();
+                    LineError::new(r.line, original, r.reason)
+                })
+                .collect();
+            partial(StatusCode::BAD_REQUEST, "parsing failed for write_lp endpoint", errs)
+        }
+        E::Wal(_)
+        | E::WalOpen(_)
+        | E::Catalog(_)
+        | E::Store(_)
+        | E::DataFusion(_)
+        | E::Parquet(_)
+        | E::Io { .. } => {
+            tracing::error!(error = %e, "write failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    }
+}

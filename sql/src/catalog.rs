@@ -1,0 +1,257 @@
+//! Databases as DataFusion catalogs: each has the schemas `public` (the metric tables)
+//! and `system` (introspection); DataFusion adds `information_schema`.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampNanosecondArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider};
+use datafusion::common::{DataFusionError, Result, exec_err};
+use datafusion::datasource::TableProvider;
+use datafusion::datasource::memory::MemTable;
+use strata_engine::Engine;
+
+use crate::table::MetricTable;
+
+pub const PUBLIC_SCHEMA: &str = "public";
+pub const SYSTEM_SCHEMA: &str = "system";
+
+/// Every database of the engine, looked up live.
+#[derive(Debug)]
+pub struct DatabaseList {
+    engine: Arc<Engine>,
+}
+
+impl DatabaseList {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+}
+
+impl CatalogProviderList for DatabaseList {
+    fn register_catalog(
+        &self,
+        _name: String,
+        _catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        // Databases are created by writing to them, not by SQL.
+        None
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        self.engine.databases()
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        self.engine.has_database(name).then(|| {
+            Arc::new(Database {
+                engine: Arc::clone(&self.engine),
+                db: name.to_string(),
+            }) as Arc<dyn CatalogProvider>
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Database {
+    engine: Arc<Engine>,
+    db: String,
+}
+
+impl CatalogProvider for Database {
+    fn schema_names(&self) -> Vec<String> {
+        vec![PUBLIC_SCHEMA.to_string(), SYSTEM_SCHEMA.to_string()]
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let engine = Arc::clone(&self.engine);
+        let db = self.db.clone();
+        match name {
+            PUBLIC_SCHEMA => Some(Arc::new(PublicSchema { engine, db })),
+            SYSTEM_SCHEMA => Some(Arc::new(SystemSchema { engine, db })),
+            _ => None,
+        }
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        _schema: Arc<dyn SchemaProvider>,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        exec_err!("schemas of a Strata database are fixed; cannot create `{name}`")
+    }
+}
+
+#[derive(Debug)]
+struct PublicSchema {
+    engine: Arc<Engine>,
+    db: String,
+}
+
+#[async_trait]
+impl SchemaProvider for PublicSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.engine.tables(&self.db)
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        Ok(self
+            .engine
+            .table_snapshot(&self.db, name)
+            .map(|s| Arc::new(MetricTable::new(s)) as Arc<dyn TableProvider>))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.engine.tables(&self.db).iter().any(|t| t == name)
+    }
+}
+
+const SYSTEM_TABLES: [&str; 2] = ["tables", "parquet_files"];
+
+#[derive(Debug)]
+struct SystemSchema {
+    engine: Arc<Engine>,
+    db: String,
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        SYSTEM_TABLES.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let batch = match name {
+            "tables" => self.tables()?,
+            "parquet_files" => self.parquet_files()?,
+            _ => return Ok(None),
+        };
+        Ok(Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        SYSTEM_TABLES.contains(&name)
+    }
+}
+
+fn schema(fields: &[(&str, DataType)]) -> SchemaRef {
+    Arc::new(Schema::new(
+        fields
+            .iter()
+            .map(|(n, t)| Field::new(*n, t.clone(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+impl SystemSchema {
+    /// `system.tables`: one row per table with its columns, hot rows and files.
+    fn tables(&self) -> Result<RecordBatch> {
+        let mut names = Vec::new();
+        let mut columns = Vec::new();
+        let mut hot_rows = Vec::new();
+        let mut files = Vec::new();
+        let mut file_rows = Vec::new();
+        let mut file_bytes = Vec::new();
+        for t in self.engine.tables(&self.db) {
+            let Some(s) = self.engine.table_snapshot(&self.db, &t) else {
+                continue;
+            };
+            names.push(t);
+            columns.push(
+                s.columns
+                    .iter()
+                    .map(|c| {
+                        let kind = match c.kind {
+                            strata_catalog::ColumnKind::Tag => "tag".to_string(),
+                            strata_catalog::ColumnKind::Time => "time".to_string(),
+                            strata_catalog::ColumnKind::Field(f) => f.name().to_string(),
+                        };
+                        format!("{} ({kind})", c.name)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            hot_rows.push(s.hot.iter().map(|h| h.rows as u64).sum::<u64>());
+            files.push(s.files.len() as u64);
+            file_rows.push(s.files.iter().map(|f| f.row_count).sum::<u64>());
+            file_bytes.push(s.files.iter().map(|f| f.size_bytes).sum::<u64>());
+        }
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![self.db.clone(); names.len()])),
+            Arc::new(StringArray::from(names)),
+            Arc::new(StringArray::from(columns)),
+            Arc::new(UInt64Array::from(hot_rows)),
+            Arc::new(UInt64Array::from(files)),
+            Arc::new(UInt64Array::from(file_rows)),
+            Arc::new(UInt64Array::from(file_bytes)),
+        ];
+        Ok(RecordBatch::try_new(
+            schema(&[
+                ("database", DataType::Utf8),
+                ("table_name", DataType::Utf8),
+                ("columns", DataType::Utf8),
+                ("hot_rows", DataType::UInt64),
+                ("parquet_files", DataType::UInt64),
+                ("parquet_rows", DataType::UInt64),
+                ("parquet_bytes", DataType::UInt64),
+            ]),
+            cols,
+        )?)
+    }
+
+    /// `system.parquet_files`: every registered file of this database.
+    fn parquet_files(&self) -> Result<RecordBatch> {
+        let cat = self.engine.catalog_snapshot();
+        let mut table = Vec::new();
+        let mut id = Vec::new();
+        let mut path = Vec::new();
+        let mut tier = Vec::new();
+        let mut min_time = Vec::new();
+        let mut max_time = Vec::new();
+        let mut rows = Vec::new();
+        let mut size = Vec::new();
+        let mut max_seq = Vec::new();
+        if let Some(db) = cat.database(&self.db) {
+            for (name, t) in &db.tables {
+                for f in &t.files {
+                    table.push(name.clone());
+                    id.push(f.id.0);
+                    path.push(f.path.clone());
+                    tier.push(f.tier.name());
+                    min_time.push(f.min_time);
+                    max_time.push(f.max_time);
+                    rows.push(f.row_count);
+                    size.push(f.size_bytes);
+                    max_seq.push(f.max_seq);
+                }
+            }
+        }
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(table)),
+            Arc::new(UInt64Array::from(id)),
+            Arc::new(StringArray::from(path)),
+            Arc::new(StringArray::from(tier)),
+            Arc::new(TimestampNanosecondArray::from(min_time)),
+            Arc::new(TimestampNanosecondArray::from(max_time)),
+            Arc::new(UInt64Array::from(rows)),
+            Arc::new(UInt64Array::from(size)),
+            Arc::new(UInt64Array::from(max_seq)),
+        ];
+        let ts = strata_engine::schema::time_type();
+        Ok(RecordBatch::try_new(
+            schema(&[
+                ("table_name", DataType::Utf8),
+                ("file_id", DataType::UInt64),
+                ("path", DataType::Utf8),
+                ("tier", DataType::Utf8),
+                ("min_time", ts.clone()),
+                ("max_time", ts),
+                ("row_count", DataType::UInt64),
+                ("size_bytes", DataType::UInt64),
+                ("max_seq", DataType::UInt64),
+            ]),
+            cols,
+        )?)
+    }
+}

@@ -1,0 +1,8 @@
+//! SQL behaviour as sqllogictest files (`tests/slt/*.slt`), run over a real engine and
+//! our own DataFusion session. Regenerate expected output with
+//! `STRATA_SLT_COMPLETE=1 cargo nextest run -p strata-sql slt` and review the diff.
+//!
+//! Besides SQL, a record may write line protocol: a statement whose first line is
+//! `write_lp <database>` writes the following lines (nanosecond timestamps).
+
+mod slt;

@@ -1,0 +1,262 @@
+//! Configuration: flags > `STRATA_*` environment variables > TOML file > defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about = "Metrics monitoring and alerting on Arrow, Parquet and DataFusion")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: ingest, storage and queries.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where WAL, catalog and Parquet files live [default: ./strata-data].
+    #[arg(long, env = "STRATA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP API address; port 0 picks a free port [default: 127.0.0.1:7070].
+    #[arg(long, env = "STRATA_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Arrow Flight SQL address [default: 127.0.0.1:7071].
+    #[arg(long, env = "STRATA_FLIGHT_ADDR")]
+    pub flight_addr: Option<SocketAddr>,
+    /// PostgreSQL wire address [default: 127.0.0.1:7072].
+    #[arg(long, env = "STRATA_PG_ADDR")]
+    pub pg_addr: Option<SocketAddr>,
+    /// Hot-table memory budget, e.g. `2GiB` [default: 2GiB].
+    #[arg(long, env = "STRATA_MEMORY_BUDGET")]
+    pub memory_budget: Option<String>,
+    /// Age after which hot chunks are persisted, e.g. `10m` [default: 10m].
+    #[arg(long, env = "STRATA_PERSIST_AGE")]
+    pub persist_age: Option<String>,
+    /// Event-time span of a hot chunk, e.g. `10m` [default: 10m].
+    #[arg(long, env = "STRATA_CHUNK_DURATION")]
+    pub chunk_duration: Option<String>,
+    /// Largest accepted HTTP request body, e.g. `64MiB` [default: 64MiB].
+    #[arg(long, env = "STRATA_MAX_BODY_SIZE")]
+    pub max_body_size: Option<String>,
+}
+
+/// The TOML file. Every key is optional; unknown keys are an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub http_addr: Option<SocketAddr>,
+    pub flight_addr: Option<SocketAddr>,
+    pub pg_addr: Option<SocketAddr>,
+    #[serde(default)]
+    pub storage: StorageFile,
+    #[serde(default)]
+    pub http: HttpFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageFile {
+    pub memory_budget: Option<String>,
+    pub persist_age: Option<String>,
+    pub chunk_duration: Option<String>,
+    pub wal_segment_size: Option<String>,
+    pub hot_retention: Option<String>,
+    pub max_columns_per_table: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    pub max_body_size: Option<String>,
+    pub max_lines_per_request: Option<usize>,
+}
+
+/// The resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub http_addr: SocketAddr,
+    pub flight_addr: SocketAddr,
+    pub pg_addr: SocketAddr,
+    pub engine: strata_engine::EngineConfig,
+    pub ingest: strata_ingest::http::IngestConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is invalid: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("setting `{key}`: {reason}")]
+    Value { key: &'static str, reason: String },
+}
+
+impl Settings {
+    pub fn resolve(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(p) => load_file(p)?,
+            None => FileConfig::default(),
+        };
+        let mut engine = strata_engine::EngineConfig::default();
+        let mut ingest = strata_ingest::http::IngestConfig::default();
+        engine.data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("strata-data"));
+        let s = &file.storage;
+        if let Some(v) = args.memory_budget.as_ref().or(s.memory_budget.as_ref()) {
+            engine.memory_budget_bytes = size("memory_budget", v)? as usize;
+        }
+        if let Some(v) = args.persist_age.as_ref().or(s.persist_age.as_ref()) {
+            engine.persist_age = duration("persist_age", v)?;
+        }
+        if let Some(v) = args.chunk_duration.as_ref().or(s.chunk_duration.as_ref()) {
+            engine.chunk_duration = duration("chunk_duration", v)?;
+            if engine.chunk_duration.is_zero() {
+                return Err(ConfigError::Value { key: "chunk_duration", reason: "must be positive".into() });
+            }
+        }
+        if let Some(v) = &s.wal_segment_size {
+            engine.wal_segment_bytes = size("wal_segment_size", v)?;
+        }
+        if let Some(v) = &s.hot_retention {
+            engine.hot_retention = duration("hot_retention", v)?;
+        }
+        if let Some(v) = s.max_columns_per_table {
+            engine.max_columns_per_table = v;
+        }
+        if let Some(v) = args.max_body_size.as_ref().or(file.http.max_body_size.as_ref()) {
+            ingest.max_body_bytes = size("max_body_size", v)? as usize;
+        }
+        if let Some(v) = file.http.max_lines_per_request {
+            ingest.max_lines_per_request = v;
+        }
+        let addr = |flag: Option<SocketAddr>, file: Option<SocketAddr>, port: u16| {
+            flag.or(file).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)))
+        };
+        Ok(Self {
+            http_addr: addr(args.http_addr, file.http_addr, 7070),
+            flight_addr: addr(args.flight_addr, file.flight_addr, 7071),
+            pg_addr: addr(args.pg_addr, file.pg_addr, 7072),
+            engine,
+            ingest,
+        })
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses `512`, `64KiB`, `10MB`, `2GiB` (binary and decimal units).
+pub fn size(key: &'static str, s: &str) -> Result<u64, ConfigError> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| ConfigError::Value {
+        key,
+        reason: format!("`{s}` is not a size like 512MiB"),
+    })?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        other => {
+            return Err(ConfigError::Value {
+                key,
+                reason: format!("unknown size unit `{other}` in `{s}` (use B, KiB, MiB, GiB, KB, MB, GB)"),
+            });
+        }
+    };
+    n.checked_mul(mult).ok_or_else(|| ConfigError::Value { key, reason: format!("`{s}` is too large") })
+}
+
+/// Parses `500ms`, `30s`, `10m`, `2h`, `7d`.
+pub fn duration(key: &'static str, s: &str) -> Result<Duration, ConfigError> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| ConfigError::Value {
+        key,
+        reason: format!("`{s}` is not a duration like 10m"),
+    })?;
+    let secs = |m: u64| Duration::from_secs(n.saturating_mul(m));
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86_400),
+        "w" => secs(7 * 86_400),
+        other => {
+            return Err(ConfigError::Value {
+                key,
+                reason: format!("unknown duration unit `{other}` in `{s}` (use ms, s, m, h, d, w)"),
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(size("k", "2GiB").expect("size"), 2 << 30);
+        assert_eq!(size("k", "10MB").expect("size"), 10_000_000);
+        assert!(size("k", "10 parsecs").is_err());
+        assert_eq!(duration("k", "10m").expect("d"), Duration::from_secs(600));
+        assert_eq!(duration("k", "250ms").expect("d"), Duration::from_millis(250));
+        assert!(duration("k", "3 fortnights").is_err());
+    }
+
+    #[test]
+    fn precedence_flag_over_file_over_default() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/from/file\"\nhttp_addr = \"127.0.0.1:9000\"\n[storage]\npersist_age = \"1m\"\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            data_dir: Some(PathBuf::from("/from/flag")),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&args).expect("resolve");
+        assert_eq!(s.engine.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(s.http_addr.port(), 9000);
+        assert_eq!(s.flight_addr.port(), 7071);
+        assert_eq!(s.engine.persist_age, Duration::from_secs(60));
+
+        std::fs::write(&path, "no_such_key = 1\n").expect("write");
+        let err = Settings::resolve(&args).expect_err("unknown key");
+        assert!(err.to_string().contains("no_such_key"), "{err}");
+    }
+}

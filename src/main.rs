@@ -1,0 +1,139 @@
+//! The `strata` binary: command line, configuration, wiring of the crates, the one HTTP
+//! router, and the shutdown order (stop intake → flush the WAL → stop queries).
+//! Only this crate names concrete types of every crate; see `DESIGN.md` for the map.
+
+mod config;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use clap::Parser;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use strata_engine::Engine;
+use strata_engine::clock::SystemClock;
+use strata_sql::QueryEngine;
+use tokio::net::TcpListener;
+
+use crate::config::{Cli, Command, ServeArgs, Settings};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("strata: could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let settings = Settings::resolve(&args)?;
+    let metrics = PrometheusBuilder::new().install_recorder()?;
+    let (engine, report) = Engine::open(settings.engine.clone(), Arc::new(SystemClock)).await?;
+    tracing::info!(
+        data_dir = %settings.engine.data_dir.display(),
+        catalog_version = report.catalog_version,
+        wal_records = report.wal.records,
+        replayed_rows = report.replayed_rows,
+        skipped_persisted_rows = report.skipped_persisted_rows,
+        "engine open"
+    );
+    let query = QueryEngine::new(Arc::clone(&engine))?;
+
+    let http = TcpListener::bind(settings.http_addr).await.map_err(|e| bind_error("HTTP", settings.http_addr, e))?;
+    // Flight SQL and PostgreSQL wire are served from their own issue; their ports are
+    // reserved now so the address contract (and the listening line) is stable.
+    let flight = TcpListener::bind(settings.flight_addr).await.map_err(|e| bind_error("Flight SQL", settings.flight_addr, e))?;
+    let pg = TcpListener::bind(settings.pg_addr).await.map_err(|e| bind_error("PostgreSQL", settings.pg_addr, e))?;
+    let app = router(Arc::clone(&engine), query, metrics, settings.ingest.clone());
+
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "strata listening http={} flight={} pg={}",
+            http.local_addr()?,
+            flight.local_addr()?,
+            pg.local_addr()?
+        )?;
+        out.flush()?;
+    }
+
+    axum::serve(http, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("intake stopped; flushing the WAL");
+    engine.shutdown().await;
+    drop((flight, pg));
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+fn bind_error(what: &str, addr: SocketAddr, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("could not bind the {what} listener on {addr}: {e}"))
+}
+
+fn router(
+    engine: Arc<Engine>,
+    query: QueryEngine,
+    metrics: PrometheusHandle,
+    ingest: strata_ingest::http::IngestConfig,
+) -> Router {
+    Router::new()
+        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "pass"})) }))
+        .route("/ping", get(|| async { "pong" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move { m.render() }
+            }),
+        )
+        .merge(strata_ingest::http::router(Arc::clone(&engine), ingest))
+        .merge(strata_sql::http::router(query))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

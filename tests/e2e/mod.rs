@@ -1,0 +1,3 @@
+mod durability;
+mod server;
+mod writes;

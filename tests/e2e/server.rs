@@ -1,0 +1,138 @@
+//! Starting, stopping and talking to a real `strata serve` process.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Server {
+    child: Child,
+    pub http: String,
+    pub data_dir: PathBuf,
+    extra: Vec<String>,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    /// Starts `strata serve` on free ports with data in `data_dir`.
+    pub async fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, http) = spawn(data_dir, &extra);
+        Self {
+            child,
+            http,
+            data_dir: data_dir.to_path_buf(),
+            extra,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                assert!(st.success(), "strata exited with {st}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "strata did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same data directory.
+    pub async fn restart(&mut self) {
+        let (child, http) = spawn(&self.data_dir, &self.extra);
+        self.child = child;
+        self.http = http;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub async fn write_lp(&self, db: &str, body: String) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/api/v3/write_lp?db={db}&precision=nanosecond")))
+            .body(body)
+            .send()
+            .await
+            .expect("write request")
+    }
+
+    /// Runs a query and returns its rows as JSON objects; panics on an error status.
+    pub async fn query(&self, db: &str, sql: &str) -> Vec<Value> {
+        let r = self
+            .client
+            .get(self.url("/api/v3/query_sql"))
+            .query(&[("db", db), ("q", sql), ("format", "json")])
+            .send()
+            .await
+            .expect("query request");
+        let status = r.status();
+        let text = r.text().await.expect("body");
+        assert!(status.is_success(), "query {sql:?} failed with {status}: {text}");
+        serde_json::from_str(&text).expect("json rows")
+    }
+
+    /// Runs a query and returns (status, body text).
+    pub async fn query_raw(&self, db: &str, sql: &str, format: &str) -> (u16, String) {
+        let r = self
+            .client
+            .get(self.url("/api/v3/query_sql"))
+            .query(&[("db", db), ("q", sql), ("format", format)])
+            .send()
+            .await
+            .expect("query request");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(data_dir: &Path, extra: &[String]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--http-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0", "--pg-addr", "127.0.0.1:0"])
+        .args(extra)
+        .env("STRATA_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start strata");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+    let http = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .unwrap_or_else(|| panic!("no listening line, got {line:?}"))
+        .to_string();
+    (child, http)
+}
+
+pub fn f64_of(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+pub fn i64_of(v: &Value) -> i64 {
+    v.as_i64().unwrap_or_else(|| panic!("not an integer: {v}"))
+}
