@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 #[derive(Debug, Parser)]
-#[command(name = "strata", version, about = "Metrics monitoring and alerting on Arrow, Parquet and DataFusion")]
+#[command(
+    name = "strata",
+    version,
+    about = "Metrics monitoring and alerting on Arrow, Parquet and DataFusion"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -96,9 +100,15 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("could not read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is invalid: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("setting `{key}`: {reason}")]
     Value { key: &'static str, reason: String },
 }
@@ -126,7 +136,10 @@ impl Settings {
         if let Some(v) = args.chunk_duration.as_ref().or(s.chunk_duration.as_ref()) {
             engine.chunk_duration = duration("chunk_duration", v)?;
             if engine.chunk_duration.is_zero() {
-                return Err(ConfigError::Value { key: "chunk_duration", reason: "must be positive".into() });
+                return Err(ConfigError::Value {
+                    key: "chunk_duration",
+                    reason: "must be positive".into(),
+                });
             }
         }
         if let Some(v) = &s.wal_segment_size {
@@ -138,14 +151,19 @@ impl Settings {
         if let Some(v) = s.max_columns_per_table {
             engine.max_columns_per_table = v;
         }
-        if let Some(v) = args.max_body_size.as_ref().or(file.http.max_body_size.as_ref()) {
+        if let Some(v) = args
+            .max_body_size
+            .as_ref()
+            .or(file.http.max_body_size.as_ref())
+        {
             ingest.max_body_bytes = size("max_body_size", v)? as usize;
         }
         if let Some(v) = file.http.max_lines_per_request {
             ingest.max_lines_per_request = v;
         }
         let addr = |flag: Option<SocketAddr>, file: Option<SocketAddr>, port: u16| {
-            flag.or(file).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)))
+            flag.or(file)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)))
         };
         Ok(Self {
             http_addr: addr(args.http_addr, file.http_addr, 7070),
@@ -188,11 +206,16 @@ pub fn size(key: &'static str, s: &str) -> Result<u64, ConfigError> {
         other => {
             return Err(ConfigError::Value {
                 key,
-                reason: format!("unknown size unit `{other}` in `{s}` (use B, KiB, MiB, GiB, KB, MB, GB)"),
+                reason: format!(
+                    "unknown size unit `{other}` in `{s}` (use B, KiB, MiB, GiB, KB, MB, GB)"
+                ),
             });
         }
     };
-    n.checked_mul(mult).ok_or_else(|| ConfigError::Value { key, reason: format!("`{s}` is too large") })
+    n.checked_mul(mult).ok_or_else(|| ConfigError::Value {
+        key,
+        reason: format!("`{s}` is too large"),
+    })
 }
 
 /// Parses `500ms`, `30s`, `10m`, `2h`, `7d`.
@@ -231,7 +254,10 @@ mod tests {
         assert_eq!(size("k", "10MB").expect("size"), 10_000_000);
         assert!(size("k", "10 parsecs").is_err());
         assert_eq!(duration("k", "10m").expect("d"), Duration::from_secs(600));
-        assert_eq!(duration("k", "250ms").expect("d"), Duration::from_millis(250));
+        assert_eq!(
+            duration("k", "250ms").expect("d"),
+            Duration::from_millis(250)
+        );
         assert!(duration("k", "3 fortnights").is_err());
     }
 

@@ -29,7 +29,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("strata: could not start the runtime: {e}");
@@ -62,11 +65,17 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     let query = QueryEngine::new(Arc::clone(&engine))?;
 
-    let http = TcpListener::bind(settings.http_addr).await.map_err(|e| bind_error("HTTP", settings.http_addr, e))?;
+    let http = TcpListener::bind(settings.http_addr)
+        .await
+        .map_err(|e| bind_error("HTTP", settings.http_addr, e))?;
     // Flight SQL and PostgreSQL wire are served from their own issue; their ports are
     // reserved now so the address contract (and the listening line) is stable.
-    let flight = TcpListener::bind(settings.flight_addr).await.map_err(|e| bind_error("Flight SQL", settings.flight_addr, e))?;
-    let pg = TcpListener::bind(settings.pg_addr).await.map_err(|e| bind_error("PostgreSQL", settings.pg_addr, e))?;
+    let flight = TcpListener::bind(settings.flight_addr)
+        .await
+        .map_err(|e| bind_error("Flight SQL", settings.flight_addr, e))?;
+    let pg = TcpListener::bind(settings.pg_addr)
+        .await
+        .map_err(|e| bind_error("PostgreSQL", settings.pg_addr, e))?;
     let app = router(Arc::clone(&engine), query, metrics, settings.ingest.clone());
 
     {
@@ -92,7 +101,10 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn bind_error(what: &str, addr: SocketAddr, e: std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), format!("could not bind the {what} listener on {addr}: {e}"))
+    std::io::Error::new(
+        e.kind(),
+        format!("could not bind the {what} listener on {addr}: {e}"),
+    )
 }
 
 fn router(
@@ -102,7 +114,10 @@ fn router(
     ingest: strata_ingest::http::IngestConfig,
 ) -> Router {
     Router::new()
-        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "pass"})) }))
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "pass"})) }),
+        )
         .route("/ping", get(|| async { "pong" }))
         .route(
             "/metrics",

@@ -28,7 +28,7 @@ pub use state::{
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use parking_lot::RwLock;
 
 /// How many catalog versions stay in the store after a commit (for inspection and for
@@ -186,7 +186,9 @@ mod tests {
         .expect("commit 2");
         assert_eq!(cat.snapshot().version, 2);
 
-        let again = Catalog::load(store(dir.path()).await).await.expect("reload");
+        let again = Catalog::load(store(dir.path()).await)
+            .await
+            .expect("reload");
         let snap = again.snapshot();
         assert_eq!(snap.version, 2);
         let tables: Vec<_> = snap.databases["metrics"].tables.keys().cloned().collect();
@@ -196,10 +198,17 @@ mod tests {
     #[tokio::test]
     async fn concurrent_writer_of_same_version_conflicts() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let a = Catalog::load(store(dir.path()).await).await.expect("load a");
-        let b = Catalog::load(store(dir.path()).await).await.expect("load b");
+        let a = Catalog::load(store(dir.path()).await)
+            .await
+            .expect("load a");
+        let b = Catalog::load(store(dir.path()).await)
+            .await
+            .expect("load b");
         a.commit(|s| s.next_file_id += 1).await.expect("a wins");
-        let err = b.commit(|s| s.next_file_id += 1).await.expect_err("b loses");
+        let err = b
+            .commit(|s| s.next_file_id += 1)
+            .await
+            .expect_err("b loses");
         assert!(matches!(err, Error::Conflict { version: 1 }), "{err}");
         // The loser's view did not advance: nothing half-applied.
         assert_eq!(b.snapshot().version, 0);
@@ -214,7 +223,10 @@ mod tests {
         }
         let versions = list_versions(cat.store.as_ref()).await.expect("list");
         assert_eq!(versions.len(), KEEP_VERSIONS);
-        assert_eq!(*versions.last().expect("newest"), (KEEP_VERSIONS + 5) as u64);
+        assert_eq!(
+            *versions.last().expect("newest"),
+            (KEEP_VERSIONS + 5) as u64
+        );
     }
 
     #[tokio::test]

@@ -56,7 +56,13 @@ mod tests {
         let p = CatalogPath::version(42).to_object_path();
         assert_eq!(p.as_ref(), "catalog/v00000000000000000042.json");
         assert_eq!(CatalogPath::parse_version(&p), Some(42));
-        assert_eq!(CatalogPath::parse_version(&Path::from("catalog/x.json")), None);
-        assert_eq!(CatalogPath::parse_version(&Path::from("other/v00000000000000000042.json")), None);
+        assert_eq!(
+            CatalogPath::parse_version(&Path::from("catalog/x.json")),
+            None
+        );
+        assert_eq!(
+            CatalogPath::parse_version(&Path::from("other/v00000000000000000042.json")),
+            None
+        );
     }
 }

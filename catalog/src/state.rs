@@ -186,8 +186,14 @@ mod tests {
     #[test]
     fn merge_columns_keeps_order_and_skips_known() {
         let mut t = TableDef::default();
-        let a = ColumnDef { name: "a".into(), kind: ColumnKind::Tag };
-        let b = ColumnDef { name: "b".into(), kind: ColumnKind::Time };
+        let a = ColumnDef {
+            name: "a".into(),
+            kind: ColumnKind::Tag,
+        };
+        let b = ColumnDef {
+            name: "b".into(),
+            kind: ColumnKind::Time,
+        };
         t.merge_columns([&a]);
         t.merge_columns([&b, &a]);
         let names: Vec<_> = t.columns.iter().map(|c| c.name.as_str()).collect();

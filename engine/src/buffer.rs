@@ -169,9 +169,18 @@ mod tests {
 
     fn cols() -> Vec<ColumnDef> {
         vec![
-            ColumnDef { name: "host".into(), kind: ColumnKind::Tag },
-            ColumnDef { name: "time".into(), kind: ColumnKind::Time },
-            ColumnDef { name: "v".into(), kind: ColumnKind::Field(FieldType::Float) },
+            ColumnDef {
+                name: "host".into(),
+                kind: ColumnKind::Tag,
+            },
+            ColumnDef {
+                name: "time".into(),
+                kind: ColumnKind::Time,
+            },
+            ColumnDef {
+                name: "v".into(),
+                kind: ColumnKind::Field(FieldType::Float),
+            },
         ]
     }
 

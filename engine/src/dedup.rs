@@ -13,10 +13,10 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array, UInt64Array, new_null_array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::Result;
-use datafusion::functions_aggregate::expr_fn::last_value;
+use datafusion::functions_aggregate::first_last::last_value_udaf;
+use datafusion::logical_expr::expr::NullTreatment;
 use datafusion::logical_expr::{ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, cast};
 use datafusion::prelude::{Expr, ident};
-use datafusion::logical_expr::expr::NullTreatment;
 use strata_catalog::{ColumnDef, ColumnKind};
 
 use crate::buffer::SeqBatch;
@@ -78,7 +78,11 @@ pub fn dedup_plan(input: LogicalPlanBuilder, columns: &[ColumnDef]) -> Result<Lo
         .iter()
         .filter(|c| matches!(c.kind, ColumnKind::Field(_)))
         .map(|c| {
-            last_value(ident(&c.name), order.clone())
+            // One builder for ORDER BY and IGNORE NULLS: rebuilding an aggregate expression
+            // with `ExprFunctionExt` resets the parts it is not given.
+            last_value_udaf()
+                .call(vec![ident(&c.name)])
+                .order_by(order.clone())
                 .null_treatment(NullTreatment::IgnoreNulls)
                 .build()
                 .map(|e| e.alias(&c.name))
@@ -106,4 +110,97 @@ pub fn project_to_table(plan: LogicalPlan, columns: &[ColumnDef]) -> Result<Logi
         })
         .collect::<Result<_>>()?;
     LogicalPlanBuilder::from(plan).project(exprs)?.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::SeqBatch;
+    use crate::schema::arrow_schema;
+    use crate::write::{FieldValue, Point, build_batch};
+    use arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::{MemTable, provider_as_source};
+    use datafusion::prelude::SessionContext;
+    use strata_catalog::{ColumnKind, FieldType};
+
+    fn cols() -> Vec<ColumnDef> {
+        vec![
+            ColumnDef {
+                name: "host".into(),
+                kind: ColumnKind::Tag,
+            },
+            ColumnDef {
+                name: "time".into(),
+                kind: ColumnKind::Time,
+            },
+            ColumnDef {
+                name: "a".into(),
+                kind: ColumnKind::Field(FieldType::Integer),
+            },
+            ColumnDef {
+                name: "b".into(),
+                kind: ColumnKind::Field(FieldType::Integer),
+            },
+        ]
+    }
+
+    fn batch(fields: Vec<(&str, i64)>, t: i64) -> RecordBatch {
+        let p = Point {
+            table: "m".into(),
+            tags: vec![("host".into(), "x".into())],
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), FieldValue::I64(v)))
+                .collect(),
+            time: t,
+            line: 1,
+        };
+        build_batch(&[&p], &cols()).expect("batch")
+    }
+
+    async fn run(batches: Vec<SeqBatch>) -> String {
+        let schema = arrow_schema(&cols());
+        let ranked = ranked_batches(&batches, &schema).expect("ranked");
+        let mem = MemTable::try_new(ranked_schema(&schema), vec![ranked]).expect("mem");
+        let scan =
+            LogicalPlanBuilder::scan("t", provider_as_source(Arc::new(mem)), None).expect("scan");
+        let plan = dedup_plan(scan, &cols()).expect("plan");
+        let out = SessionContext::new()
+            .execute_logical_plan(plan)
+            .await
+            .expect("exec")
+            .collect()
+            .await
+            .expect("collect");
+        pretty_format_batches(&out).expect("fmt").to_string()
+    }
+
+    #[tokio::test]
+    async fn later_write_wins_field_by_field() {
+        let out = run(vec![
+            SeqBatch {
+                seq: 2,
+                batch: batch(vec![("a", 20)], 5),
+            },
+            SeqBatch {
+                seq: 1,
+                batch: batch(vec![("a", 1), ("b", 2)], 5),
+            },
+            SeqBatch {
+                seq: 3,
+                batch: batch(vec![("b", 30)], 6),
+            },
+        ])
+        .await;
+        let expected = "\
++------+-------------------------------+----+----+
+| host | time                          | a  | b  |
++------+-------------------------------+----+----+
+| x    | 1970-01-01T00:00:00.000000005 | 20 | 2  |
+| x    | 1970-01-01T00:00:00.000000006 |    | 30 |
++------+-------------------------------+----+----+";
+        let mut lines: Vec<&str> = out.lines().collect();
+        lines[3..5].sort();
+        assert_eq!(lines.join("\n"), expected);
+    }
 }

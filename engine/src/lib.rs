@@ -34,8 +34,8 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
-use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::RwLock;
 use strata_catalog::{Catalog, CatalogState, ColumnDef, ParquetFileMeta, Tier};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -281,7 +281,10 @@ pub struct OpenReport {
 impl Engine {
     /// Opens (or creates) the data directory: loads the catalog, replays the WAL, starts
     /// the WAL thread and the persister.
-    pub async fn open(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<(Arc<Self>, OpenReport)> {
+    pub async fn open(
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Arc<Self>, OpenReport)> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
             path: config.data_dir.clone(),
             source,
@@ -296,7 +299,11 @@ impl Engine {
             let tables = state.dbs.entry(db.clone()).or_default();
             for (name, t) in &def.tables {
                 tables.entry(name.clone()).or_default().columns = t.columns.clone();
-                max_file_seq = t.files.iter().map(|f| f.max_seq).fold(max_file_seq, u64::max);
+                max_file_seq = t
+                    .files
+                    .iter()
+                    .map(|f| f.max_seq)
+                    .fold(max_file_seq, u64::max);
             }
         }
         let shared = Arc::new(Shared {
@@ -358,12 +365,10 @@ impl Engine {
         });
         let weak = Arc::downgrade(&engine);
         let interval = engine.shared.config.persist_interval;
+        let shared = Arc::clone(&engine.shared);
         let handle = tokio::spawn(async move {
             loop {
-                let Some(e) = weak.upgrade() else { return };
-                let wanted = e.shared.persist_wanted.notified();
-                drop(e);
-                let _ = tokio::time::timeout(interval, wanted).await;
+                let _ = tokio::time::timeout(interval, shared.persist_wanted.notified()).await;
                 let Some(e) = weak.upgrade() else { return };
                 if let Err(err) = e.persist(false).await {
                     metrics::counter!("strata_persist_errors_total").increment(1);
@@ -404,7 +409,12 @@ impl Engine {
     /// Validates and writes points to database `db`. Resolves once the write is durable
     /// (unless `no_sync`). Rejected points are listed with their line and reason; with
     /// `accept_partial`, the valid ones are written anyway.
-    pub async fn write(&self, db: &str, points: Vec<Point>, opts: WriteOptions) -> Result<WriteOutcome> {
+    pub async fn write(
+        &self,
+        db: &str,
+        points: Vec<Point>,
+        opts: WriteOptions,
+    ) -> Result<WriteOutcome> {
         check_database_name(db)?;
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
@@ -416,7 +426,8 @@ impl Engine {
                 budget: self.shared.config.memory_budget_bytes,
             });
         }
-        let retention = i64::try_from(self.shared.config.hot_retention.as_nanos()).unwrap_or(i64::MAX);
+        let retention =
+            i64::try_from(self.shared.config.hot_retention.as_nanos()).unwrap_or(i64::MAX);
         let limits = PointLimits {
             max_columns_per_table: self.shared.config.max_columns_per_table,
             max_name_bytes: self.shared.config.max_name_bytes,
@@ -612,10 +623,16 @@ impl Engine {
         let below = {
             let mut st = self.shared.state.write();
             for (chunk, _, _) in &done {
-                if let Some(t) = st.dbs.get_mut(&chunk.db).and_then(|d| d.get_mut(&chunk.table)) {
+                if let Some(t) = st
+                    .dbs
+                    .get_mut(&chunk.db)
+                    .and_then(|d| d.get_mut(&chunk.table))
+                {
                     t.frozen.retain(|c| !Arc::ptr_eq(c, chunk));
                 }
-                self.shared.hot_bytes.fetch_sub(chunk.stats.bytes, Ordering::Relaxed);
+                self.shared
+                    .hot_bytes
+                    .fetch_sub(chunk.stats.bytes, Ordering::Relaxed);
             }
             let min_hot = st
                 .dbs
@@ -646,7 +663,13 @@ impl Engine {
         for (db, tables) in &st.dbs {
             for (name, t) in tables {
                 for c in t.active.values() {
-                    candidates.push((db.clone(), name.clone(), c.start, c.created_at, c.stats.bytes));
+                    candidates.push((
+                        db.clone(),
+                        name.clone(),
+                        c.start,
+                        c.created_at,
+                        c.stats.bytes,
+                    ));
                 }
             }
         }
@@ -658,7 +681,8 @@ impl Engine {
         for (db, table, start, created, bytes) in candidates {
             let end = start.saturating_add(self.shared.chunk_ns());
             let by_age = now.saturating_sub(created) >= age && end <= now;
-            let by_memory = projected >= soft / 2 && self.shared.hot_bytes.load(Ordering::Relaxed) >= soft;
+            let by_memory =
+                projected >= soft / 2 && self.shared.hot_bytes.load(Ordering::Relaxed) >= soft;
             if all || by_age || by_memory {
                 projected = projected.saturating_sub(bytes);
                 due.push((db, table, start));
@@ -689,14 +713,21 @@ impl Engine {
         out
     }
 
-    async fn write_file(&self, chunk: &FrozenChunk, columns: &[ColumnDef], now: i64) -> Result<ParquetFileMeta> {
+    async fn write_file(
+        &self,
+        chunk: &FrozenChunk,
+        columns: &[ColumnDef],
+        now: i64,
+    ) -> Result<ParquetFileMeta> {
         let (schema, batches) = persist::dedup_sorted(&self.df, chunk, columns).await?;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let (min_time, max_time) = time_range(&batches).unwrap_or((chunk.stats.min_time, chunk.stats.max_time));
+        let (min_time, max_time) =
+            time_range(&batches).unwrap_or((chunk.stats.min_time, chunk.stats.max_time));
         let cols = columns.to_vec();
-        let bytes = tokio::task::spawn_blocking(move || persist::encode_parquet(&schema, &batches, &cols))
-            .await
-            .map_err(|e| Error::Wal(format!("parquet encoder task failed: {e}")))??;
+        let bytes =
+            tokio::task::spawn_blocking(move || persist::encode_parquet(&schema, &batches, &cols))
+                .await
+                .map_err(|e| Error::Wal(format!("parquet encoder task failed: {e}")))??;
         let id = strata_catalog::FileId(self.shared.next_file_id.fetch_add(1, Ordering::SeqCst));
         let path = ParquetFilePath {
             db: chunk.db.clone(),
@@ -872,7 +903,10 @@ fn wal_thread(
             match rx.try_recv() {
                 Ok(m @ WalMsg::Write { .. }) => {
                     if let WalMsg::Write { tables, .. } = &m {
-                        approx += tables.iter().map(|(_, b)| b.get_array_memory_size()).sum::<usize>();
+                        approx += tables
+                            .iter()
+                            .map(|(_, b)| b.get_array_memory_size())
+                            .sum::<usize>();
                     }
                     group.push(m);
                 }
@@ -950,7 +984,9 @@ fn wal_thread(
                         rotate(&dir, &mut segment, next_seq);
                     }
                     match wal::delete_segments_below(&dir, below, segment.name()) {
-                        Ok(n) if n > 0 => tracing::debug!(deleted = n, below, "WAL segments removed"),
+                        Ok(n) if n > 0 => {
+                            tracing::debug!(deleted = n, below, "WAL segments removed")
+                        }
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "could not remove WAL segments"),
                     }

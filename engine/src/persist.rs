@@ -20,13 +20,13 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::prelude::{SessionContext, ident};
-use datafusion::datasource::provider_as_source;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::format::SortingColumn;
 use parquet::schema::types::ColumnPath;
 use strata_catalog::{ColumnDef, ColumnKind, FieldType};
 
@@ -42,7 +42,7 @@ pub fn writer_properties(columns: &[ColumnDef]) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_size(ROW_GROUP_ROWS)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_created_by(format!("strata {}", env!("CARGO_PKG_VERSION")));
     let mut sorting = Vec::new();
     for (i, c) in columns.iter().enumerate() {
@@ -50,13 +50,21 @@ pub fn writer_properties(columns: &[ColumnDef]) -> WriterProperties {
         match c.kind {
             ColumnKind::Tag => {
                 b = b.set_column_dictionary_enabled(path, true);
-                sorting.push(SortingColumn::new(i as i32, false, true));
+                sorting.push(SortingColumn {
+                    column_idx: i as i32,
+                    descending: false,
+                    nulls_first: true,
+                });
             }
             ColumnKind::Time => {
                 b = b
                     .set_column_dictionary_enabled(path.clone(), false)
                     .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
-                sorting.push(SortingColumn::new(i as i32, false, true));
+                sorting.push(SortingColumn {
+                    column_idx: i as i32,
+                    descending: false,
+                    nulls_first: true,
+                });
             }
             ColumnKind::Field(FieldType::Integer | FieldType::UInteger) => {
                 b = b
@@ -102,7 +110,11 @@ pub fn encode_parquet(
     columns: &[ColumnDef],
 ) -> Result<Vec<u8>, parquet::errors::ParquetError> {
     let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, Arc::clone(schema), Some(writer_properties(columns)))?;
+    let mut w = ArrowWriter::try_new(
+        &mut buf,
+        Arc::clone(schema),
+        Some(writer_properties(columns)),
+    )?;
     for b in batches {
         w.write(b)?;
     }

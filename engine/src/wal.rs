@@ -143,7 +143,8 @@ pub fn decode_payload(payload: &[u8]) -> Result<WalRecord, String> {
     for _ in 0..n {
         let name = c.string()?;
         let ipc = c.bytes()?;
-        let reader = StreamReader::try_new(io::Cursor::new(ipc), None).map_err(|e| e.to_string())?;
+        let reader =
+            StreamReader::try_new(io::Cursor::new(ipc), None).map_err(|e| e.to_string())?;
         for batch in reader {
             tables.push((name.clone(), batch.map_err(|e| e.to_string())?));
         }
@@ -182,10 +183,7 @@ pub struct ReplayStats {
 
 /// Replays every record of every segment in `dir` in order, calling `apply` for each.
 /// A torn tail ends that segment's replay; it is reported in the stats, not an error.
-pub fn replay(
-    dir: &Path,
-    mut apply: impl FnMut(WalRecord),
-) -> Result<ReplayStats, WalError> {
+pub fn replay(dir: &Path, mut apply: impl FnMut(WalRecord)) -> Result<ReplayStats, WalError> {
     let mut stats = ReplayStats::default();
     for seg in list_segments(dir)? {
         stats.segments += 1;
@@ -215,14 +213,12 @@ pub fn replay(
             }
             let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]])
                 as usize;
-            let crc = u32::from_le_bytes([
-                data[pos + 4],
-                data[pos + 5],
-                data[pos + 6],
-                data[pos + 7],
-            ]);
+            let crc =
+                u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
             if len > MAX_RECORD_BYTES || data.len() - pos - 8 < len {
-                stats.torn.push(torn(format!("record of {len} bytes is truncated")));
+                stats
+                    .torn
+                    .push(torn(format!("record of {len} bytes is truncated")));
                 break;
             }
             let payload = &data[pos + 8..pos + 8 + len];
@@ -237,7 +233,9 @@ pub fn replay(
                     apply(rec);
                 }
                 Err(reason) => {
-                    stats.torn.push(torn(format!("undecodable record: {reason}")));
+                    stats
+                        .torn
+                        .push(torn(format!("undecodable record: {reason}")));
                     break;
                 }
             }
@@ -333,7 +331,11 @@ mod tests {
 
     fn batch(v: f64) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
-            Field::new("time", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
             Field::new("value", DataType::Float64, true),
         ]));
         RecordBatch::try_new(
@@ -367,7 +369,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         write_records(dir.path(), &[1, 2, 3]);
         let mut seen = Vec::new();
-        let stats = replay(dir.path(), |r| seen.push((r.seq, r.tables[0].1.clone()))).expect("replay");
+        let stats =
+            replay(dir.path(), |r| seen.push((r.seq, r.tables[0].1.clone()))).expect("replay");
         assert_eq!(stats.records, 3);
         assert_eq!(stats.last_seq, 3);
         assert!(stats.torn.is_empty());
@@ -413,12 +416,23 @@ mod tests {
         drop(write_records(dir.path(), &[3, 4]));
         let active = write_records(dir.path(), &[5]);
         // Seq 3 is not persisted yet: only segment 1 (seqs 1..=2) may go.
-        assert_eq!(delete_segments_below(dir.path(), 3, active.name()).expect("delete"), 1);
-        let left: Vec<u64> = list_segments(dir.path()).expect("list").iter().map(|s| s.0).collect();
+        assert_eq!(
+            delete_segments_below(dir.path(), 3, active.name()).expect("delete"),
+            1
+        );
+        let left: Vec<u64> = list_segments(dir.path())
+            .expect("list")
+            .iter()
+            .map(|s| s.0)
+            .collect();
         assert_eq!(left, vec![3, 5]);
         // Everything persisted: the active segment still stays.
         delete_segments_below(dir.path(), 100, active.name()).expect("delete");
-        let left: Vec<u64> = list_segments(dir.path()).expect("list").iter().map(|s| s.0).collect();
+        let left: Vec<u64> = list_segments(dir.path())
+            .expect("list")
+            .iter()
+            .map(|s| s.0)
+            .collect();
         assert_eq!(left, vec![5]);
     }
 }

@@ -1,12 +1,12 @@
 //! Points as decoders hand them to the engine, their validation against table schemas,
 //! and their conversion into one Arrow record batch per table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
-    StringDictionaryBuilder, TimestampNanosecondBuilder, UInt64Builder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, StringDictionaryBuilder,
+    TimestampNanosecondBuilder, UInt64Builder,
 };
 use arrow::datatypes::Int32Type;
 use arrow::record_batch::RecordBatch;
@@ -64,15 +64,8 @@ pub struct PointLimits {
     pub oldest_time: i64,
 }
 
-/// The schemas of the tables a request touches, with the changes its valid points make.
-/// Validation runs against this scratch copy so an all-or-nothing request that fails
-/// changes nothing.
-#[derive(Debug, Default)]
-pub(crate) struct SchemaScratch {
-    pub tables: BTreeMap<String, Vec<ColumnDef>>,
-}
-
-/// Checks `p` against (and extends) the schema of its table in `scratch`.
+/// Checks `p` against (and extends) `columns`, a scratch copy of its table's schema,
+/// so an all-or-nothing request that fails changes nothing.
 pub(crate) fn validate_point(
     p: &Point,
     columns: &mut Vec<ColumnDef>,
@@ -135,7 +128,10 @@ pub(crate) fn validate_point(
         }
         if let Some(prev) = seen.insert(name, what) {
             return Err(if prev == what {
-                format!("{what} `{name}` appears twice in one point of table `{}`", p.table)
+                format!(
+                    "{what} `{name}` appears twice in one point of table `{}`",
+                    p.table
+                )
             } else {
                 format!(
                     "`{name}` is used both as tag and field in one point of table `{}`",
@@ -214,12 +210,8 @@ impl ColBuilder {
             ColumnKind::Time => Self::Time(TimestampNanosecondBuilder::with_capacity(cap)),
             ColumnKind::Field(FieldType::Float) => Self::F64(Float64Builder::with_capacity(cap)),
             ColumnKind::Field(FieldType::Integer) => Self::I64(Int64Builder::with_capacity(cap)),
-            ColumnKind::Field(FieldType::UInteger) => {
-                Self::U64(UInt64Builder::with_capacity(cap))
-            }
-            ColumnKind::Field(FieldType::Boolean) => {
-                Self::Bool(BooleanBuilder::with_capacity(cap))
-            }
+            ColumnKind::Field(FieldType::UInteger) => Self::U64(UInt64Builder::with_capacity(cap)),
+            ColumnKind::Field(FieldType::Boolean) => Self::Bool(BooleanBuilder::with_capacity(cap)),
             ColumnKind::Field(FieldType::String) => {
                 Self::Str(StringBuilder::with_capacity(cap, cap * 8))
             }

@@ -83,7 +83,16 @@ async fn write_v3(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(s, p, headers, body, Format::LineProtocol, Precision::Auto, "write_lp").await
+    handle(
+        s,
+        p,
+        headers,
+        body,
+        Format::LineProtocol,
+        Precision::Auto,
+        "write_lp",
+    )
+    .await
 }
 
 async fn write_v2(
@@ -92,7 +101,16 @@ async fn write_v2(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(s, p, headers, body, Format::LineProtocol, Precision::Nanosecond, "v2_write").await
+    handle(
+        s,
+        p,
+        headers,
+        body,
+        Format::LineProtocol,
+        Precision::Nanosecond,
+        "v2_write",
+    )
+    .await
 }
 
 async fn write_v1(
@@ -101,7 +119,16 @@ async fn write_v1(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(s, p, headers, body, Format::LineProtocol, Precision::Nanosecond, "v1_write").await
+    handle(
+        s,
+        p,
+        headers,
+        body,
+        Format::LineProtocol,
+        Precision::Nanosecond,
+        "v1_write",
+    )
+    .await
 }
 
 async fn push_json(
@@ -110,11 +137,24 @@ async fn push_json(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(s, p, headers, body, Format::SeedJson, Precision::Millisecond, "json_push").await
+    handle(
+        s,
+        p,
+        headers,
+        body,
+        Format::SeedJson,
+        Precision::Millisecond,
+        "json_push",
+    )
+    .await
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": msg.into() }))).into_response()
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": msg.into() })),
+    )
+        .into_response()
 }
 
 fn partial(status: StatusCode, what: &str, errors: Vec<LineError>) -> Response {
@@ -132,7 +172,9 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
             format!("request body is larger than the limit of {limit} bytes"),
         )
     };
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|_| too_big())?;
+    let raw = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_big())?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -146,7 +188,12 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
             let dec = flate2::read::MultiGzDecoder::new(&raw[..]);
             dec.take(limit as u64 + 1)
                 .read_to_end(&mut out)
-                .map_err(|e| error(StatusCode::BAD_REQUEST, format!("gzip body could not be decoded: {e}")))?;
+                .map_err(|e| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        format!("gzip body could not be decoded: {e}"),
+                    )
+                })?;
             if out.len() > limit {
                 return Err(too_big());
             }
@@ -168,12 +215,11 @@ async fn handle(
     default_precision: Precision,
     path: &'static str,
 ) -> Response {
-    let db = p
-        .db
-        .clone()
-        .or(p.bucket.clone())
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    let db =
+        p.db.clone()
+            .or(p.bucket.clone())
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
     let precision = match p.precision.as_deref() {
         None | Some("") => default_precision,
         Some(x) => match Precision::parse(x) {
@@ -181,7 +227,9 @@ async fn handle(
             None => {
                 return error(
                     StatusCode::BAD_REQUEST,
-                    format!("invalid precision `{x}`: use auto, ns, us, ms, s, m or h (or nanosecond, microsecond, millisecond, second)"),
+                    format!(
+                        "invalid precision `{x}`: use auto, ns, us, ms, s, m or h (or nanosecond, microsecond, millisecond, second)"
+                    ),
                 );
             }
         },
@@ -200,7 +248,10 @@ async fn handle(
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("request body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+                format!(
+                    "request body is not valid UTF-8 (at byte {})",
+                    e.valid_up_to()
+                ),
             );
         }
     };
@@ -222,7 +273,11 @@ async fn handle(
     let parse_failed = !errors.is_empty();
     if parse_failed && !accept_partial {
         count(path, "rejected", errors.len() + points.len());
-        return partial(StatusCode::BAD_REQUEST, "parsing failed for write_lp endpoint", errors);
+        return partial(
+            StatusCode::BAD_REQUEST,
+            "parsing failed for write_lp endpoint",
+            errors,
+        );
     }
     let outcome = if points.is_empty() {
         None
@@ -238,7 +293,11 @@ async fn handle(
             let lines: Vec<&str> = influxdb_line_protocol::split_lines(text).collect();
             errors.extend(o.rejected.iter().map(|r| {
                 let original = if format == Format::LineProtocol {
-                    lines.get(r.line.wrapping_sub(1)).copied().unwrap_or("").trim()
+                    lines
+                        .get(r.line.wrapping_sub(1))
+                        .copied()
+                        .unwrap_or("")
+                        .trim()
                 } else {
                     ""
                 };
@@ -251,7 +310,11 @@ async fn handle(
     }
     count(path, "rejected", errors.len());
     errors.sort_by_key(|e| e.line_number);
-    partial(StatusCode::BAD_REQUEST, "partial write of line protocol occurred", errors)
+    partial(
+        StatusCode::BAD_REQUEST,
+        "partial write of line protocol occurred",
+        errors,
+    )
 }
 
 fn count(path: &'static str, outcome: &'static str, n: usize) {
@@ -265,7 +328,8 @@ fn engine_error(e: strata_engine::Error, text: &str, path: &'static str) -> Resp
         E::MemoryPressure { .. } | E::ShuttingDown => {
             count(path, "throttled", 1);
             let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
         E::InvalidDatabase { .. } => error(StatusCode::BAD_REQUEST, e.to_string()),
@@ -274,11 +338,19 @@ fn engine_error(e: strata_engine::Error, text: &str, path: &'static str) -> Resp
             let errs = rejected
                 .into_iter()
                 .map(|r| {
-                    let original = lines.get(r.line.wrapping_sub(1)).copied().unwrap_or("").trim();
+                    let original = lines
+                        .get(r.line.wrapping_sub(1))
+                        .copied()
+                        .unwrap_or("")
+                        .trim();
                     LineError::new(r.line, original, r.reason)
                 })
                 .collect();
-            partial(StatusCode::BAD_REQUEST, "parsing failed for write_lp endpoint", errs)
+            partial(
+                StatusCode::BAD_REQUEST,
+                "parsing failed for write_lp endpoint",
+                errs,
+            )
         }
         E::Wal(_)
         | E::WalOpen(_)

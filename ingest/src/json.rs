@@ -66,22 +66,38 @@ fn point(v: &Value, n: usize) -> Result<Point, String> {
     let name = match obj.get("metric_name") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(Value::String(_)) => return Err("`metric_name` is empty".into()),
-        Some(other) => return Err(format!("`metric_name` must be a string, got {}", kind(other))),
+        Some(other) => {
+            return Err(format!(
+                "`metric_name` must be a string, got {}",
+                kind(other)
+            ));
+        }
         None => return Err("missing `metric_name`".into()),
     };
     let ts = match obj.get("timestamp") {
         Some(Value::Number(x)) => x
             .as_i64()
-            .or_else(|| x.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64))
+            .or_else(|| {
+                x.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+                    .map(|f| f as i64)
+            })
             .ok_or_else(|| format!("`timestamp` {x} is not an integer number of milliseconds"))?,
-        Some(other) => return Err(format!("`timestamp` must be milliseconds since the epoch, got {}", kind(other))),
+        Some(other) => {
+            return Err(format!(
+                "`timestamp` must be milliseconds since the epoch, got {}",
+                kind(other)
+            ));
+        }
         None => return Err("missing `timestamp` (milliseconds since the epoch)".into()),
     };
     let time = ts
         .checked_mul(1_000_000)
         .ok_or_else(|| format!("`timestamp` {ts} ms is out of range"))?;
     let value = match obj.get("value") {
-        Some(Value::Number(x)) => x.as_f64().ok_or_else(|| format!("`value` {x} is not a number"))?,
+        Some(Value::Number(x)) => x
+            .as_f64()
+            .ok_or_else(|| format!("`value` {x} is not a number"))?,
         Some(other) => return Err(format!("`value` must be a number, got {}", kind(other))),
         None => return Err("missing `value`".into()),
     };
@@ -135,7 +151,10 @@ mod tests {
         assert!(e.is_empty());
         assert_eq!(p[0].table, "cpu_usage_percent");
         assert_eq!(p[0].time, 1_672_531_200_000_000_000);
-        assert_eq!(p[0].fields, vec![("value".to_string(), FieldValue::F64(75.5))]);
+        assert_eq!(
+            p[0].fields,
+            vec![("value".to_string(), FieldValue::F64(75.5))]
+        );
         assert!(p[0].tags.contains(&("core".to_string(), "3".to_string())));
 
         let (p, e) = parse(&format!("[{one},{one}]"));
@@ -152,8 +171,14 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].line_number, 2);
-        assert!(e[0].error_message.contains("`value` must be a number"), "{e:?}");
-        assert!(e[1].error_message.contains("missing `metric_name`"), "{e:?}");
+        assert!(
+            e[0].error_message.contains("`value` must be a number"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].error_message.contains("missing `metric_name`"),
+            "{e:?}"
+        );
         let (_, e) = parse("[{");
         assert!(e[0].error_message.contains("not a valid JSON array"));
     }

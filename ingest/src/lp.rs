@@ -140,12 +140,18 @@ mod tests {
         assert!(errs.is_empty(), "{errs:?}");
         let p = &pts[0];
         assert_eq!(p.table, "cpu");
-        assert_eq!(p.tags, vec![("host".into(), "a".into()), ("dc".into(), "x".into())]);
+        assert_eq!(
+            p.tags,
+            vec![("host".into(), "a".into()), ("dc".into(), "x".into())]
+        );
         assert_eq!(p.fields[0], ("usage_user".into(), FieldValue::F64(1.5)));
         assert_eq!(p.fields[1], ("n".into(), FieldValue::I64(3)));
         assert_eq!(p.fields[2], ("u".into(), FieldValue::U64(4)));
         assert_eq!(p.fields[3], ("ok".into(), FieldValue::Bool(true)));
-        assert_eq!(p.fields[4], ("msg".into(), FieldValue::Str("hi there".into())));
+        assert_eq!(
+            p.fields[4],
+            ("msg".into(), FieldValue::Str("hi there".into()))
+        );
         assert_eq!(p.time, 1000);
     }
 
@@ -165,10 +171,19 @@ mod tests {
         let (pts, _) = parse("m v=1 2\nm v=1", Precision::Second, 77);
         assert_eq!(pts[0].time, 2_000_000_000);
         assert_eq!(pts[1].time, 77);
-        assert_eq!(Precision::Auto.to_nanos(1_700_000_000), Some(1_700_000_000_000_000_000));
-        assert_eq!(Precision::Auto.to_nanos(1_700_000_000_000), Some(1_700_000_000_000_000_000));
+        assert_eq!(
+            Precision::Auto.to_nanos(1_700_000_000),
+            Some(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            Precision::Auto.to_nanos(1_700_000_000_000),
+            Some(1_700_000_000_000_000_000)
+        );
         assert_eq!(Precision::parse("ms"), Some(Precision::Millisecond));
-        assert_eq!(Precision::parse("millisecond"), Some(Precision::Millisecond));
+        assert_eq!(
+            Precision::parse("millisecond"),
+            Some(Precision::Millisecond)
+        );
         assert_eq!(Precision::parse("fortnight"), None);
         let (_, errs) = parse("m v=1 9223372036854775807", Precision::Second, 0);
         assert!(errs[0].error_message.contains("overflows"), "{errs:?}");

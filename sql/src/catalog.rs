@@ -127,7 +127,10 @@ impl SchemaProvider for SystemSchema {
             "parquet_files" => self.parquet_files()?,
             _ => return Ok(None),
         };
-        Ok(Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))
+        Ok(Some(Arc::new(MemTable::try_new(
+            batch.schema(),
+            vec![vec![batch]],
+        )?)))
     }
 
     fn table_exist(&self, name: &str) -> bool {

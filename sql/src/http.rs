@@ -55,7 +55,12 @@ async fn query_post(
                 p.q = b.q.or(p.q);
                 p.format = b.format.or(p.format);
             }
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("request body is not valid JSON: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("request body is not valid JSON: {e}"),
+                );
+            }
         }
     } else if p.q.is_none() && !body.is_empty() {
         p.q = Some(String::from_utf8_lossy(&body).into_owned());
@@ -64,7 +69,11 @@ async fn query_post(
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": msg.into() }))).into_response()
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": msg.into() })),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -93,7 +102,9 @@ async fn run(q: &QueryEngine, p: QueryParams) -> Response {
             );
         }
     };
-    let db = p.db.filter(|d| !d.is_empty()).unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    let db =
+        p.db.filter(|d| !d.is_empty())
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
     let started = std::time::Instant::now();
     let (schema, stream) = match q.query(&db, &sql).await {
         Ok(x) => x,
@@ -106,7 +117,10 @@ async fn run(q: &QueryEngine, p: QueryParams) -> Response {
     metrics::histogram!("strata_query_duration_seconds").record(started.elapsed().as_secs_f64());
     match encode(format, &schema, &batches) {
         Ok((ctype, body)) => ([(header::CONTENT_TYPE, ctype)], body).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("could not encode the result: {e}")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not encode the result: {e}"),
+        ),
     }
 }
 
@@ -144,7 +158,9 @@ pub fn encode(
         Format::Csv => {
             let mut out = Vec::new();
             {
-                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out);
                 if batches.is_empty() {
                     w.write(&RecordBatch::new_empty(schema.clone()))?;
                 }

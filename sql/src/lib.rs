@@ -80,16 +80,25 @@ impl QueryEngine {
 
     /// Plans and starts `sql` against database `db`. Only queries (and `EXPLAIN`) are
     /// allowed: DDL, DML (including `COPY … TO`) and statements are refused.
-    pub async fn query(&self, db: &str, sql: &str) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    pub async fn query(
+        &self,
+        db: &str,
+        sql: &str,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let started = Instant::now();
         let result = self.query_inner(db, sql).await;
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!("strata_queries_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("strata_query_planning_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("strata_query_planning_seconds")
+            .record(started.elapsed().as_secs_f64());
         result
     }
 
-    async fn query_inner(&self, db: &str, sql: &str) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    async fn query_inner(
+        &self,
+        db: &str,
+        sql: &str,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let ctx = self.session(db)?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)

@@ -12,7 +12,6 @@
 //! Only tag and time predicates are pushed below the dedup step (and into Parquet);
 //! field predicates stay above the scan.
 
-use std::any::Any;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
@@ -22,12 +21,13 @@ use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, Result, ScalarValue, plan_err};
+use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemTable;
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType, provider_as_source};
+use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::datasource::listing::PartitionedFile;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Operator, TableProviderFilterPushDown, lit,
@@ -36,7 +36,6 @@ use datafusion::physical_plan::execution_plan::ExecutionPlan;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, PhysicalExpr, PlanProperties, SendableRecordBatchStream,
 };
-use datafusion::execution::TaskContext;
 use datafusion::prelude::ident;
 use strata_catalog::{ColumnKind, ParquetFileMeta};
 use strata_engine::dedup::{dedup_plan, project_to_table, ranked_batches, ranked_schema};
@@ -80,7 +79,10 @@ impl TableProvider for MetricTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
             .map(|f| {
@@ -101,7 +103,11 @@ impl TableProvider for MetricTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let snap = &self.snap;
-        let pushed: Vec<Expr> = filters.iter().filter(|f| self.pushable(f)).cloned().collect();
+        let pushed: Vec<Expr> = filters
+            .iter()
+            .filter(|f| self.pushable(f))
+            .cloned()
+            .collect();
         let range = TimeRange::from_filters(&pushed);
 
         let total_files = snap.files.len();
@@ -125,12 +131,16 @@ impl TableProvider for MetricTable {
         for h in &hot {
             *per_chunk.entry(h.chunk_start).or_default() += 1;
         }
-        let (direct, overlapping): (Vec<&ParquetFileMeta>, Vec<&ParquetFileMeta>) =
-            files.iter().partition(|f| per_chunk.get(&f.chunk_start) == Some(&1));
+        let (direct, overlapping): (Vec<&ParquetFileMeta>, Vec<&ParquetFileMeta>) = files
+            .iter()
+            .partition(|f| per_chunk.get(&f.chunk_start) == Some(&1));
 
         let mut parts: Vec<LogicalPlan> = Vec::new();
         if !direct.is_empty() {
-            let t = FileSet::new(snap.schema.clone(), direct.iter().map(|f| (*f).clone()).collect());
+            let t = FileSet::new(
+                snap.schema.clone(),
+                direct.iter().map(|f| (*f).clone()).collect(),
+            );
             let mut b = LogicalPlanBuilder::scan("files", provider_as_source(Arc::new(t)), None)?;
             if let Some(p) = conjunction(pushed.clone()) {
                 b = b.filter(p)?;
@@ -146,7 +156,10 @@ impl TableProvider for MetricTable {
                     batches.extend(ranked_batches(&h.batches, &snap.schema)?);
                 }
                 let mem = MemTable::try_new(ranked_schema(&snap.schema), vec![batches])?;
-                sources.push(LogicalPlanBuilder::scan("hot", provider_as_source(Arc::new(mem)), None)?.build()?);
+                sources.push(
+                    LogicalPlanBuilder::scan("hot", provider_as_source(Arc::new(mem)), None)?
+                        .build()?,
+                );
             }
             for f in &overlapping {
                 let t = FileSet::new(snap.schema.clone(), vec![(*f).clone()]);
@@ -154,9 +167,13 @@ impl TableProvider for MetricTable {
                 exprs.push(lit(ScalarValue::UInt64(Some(f.max_seq))).alias(SEQ_COLUMN));
                 exprs.push(lit(ScalarValue::UInt32(Some(0))).alias(ROW_COLUMN));
                 sources.push(
-                    LogicalPlanBuilder::scan(format!("file_{}", f.id.0), provider_as_source(Arc::new(t)), None)?
-                        .project(exprs)?
-                        .build()?,
+                    LogicalPlanBuilder::scan(
+                        format!("file_{}", f.id.0),
+                        provider_as_source(Arc::new(t)),
+                        None,
+                    )?
+                    .project(exprs)?
+                    .build()?,
                 );
             }
             let mut b = LogicalPlanBuilder::from(sources.remove(0));
@@ -248,7 +265,12 @@ impl TimeRange {
                     self.narrow(right);
                     return;
                 }
-                let (op, v) = match (time_col(left), ts_value(right), time_col(right), ts_value(left)) {
+                let (op, v) = match (
+                    time_col(left),
+                    ts_value(right),
+                    time_col(right),
+                    ts_value(left),
+                ) {
                     (true, Some(v), _, _) => (*op, v),
                     (_, _, true, Some(v)) => match op.swap() {
                         Some(o) => (o, v),
@@ -336,7 +358,10 @@ impl TableProvider for FileSet {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
@@ -356,7 +381,8 @@ impl TableProvider for FileSet {
         let url = ObjectStoreUrl::parse(DATA_STORE_URL)?;
         // Spread the files over the session's partitions.
         let n = state.config().target_partitions().max(1);
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n.min(self.files.len()).max(1)];
+        let mut groups: Vec<Vec<PartitionedFile>> =
+            vec![Vec::new(); n.min(self.files.len()).max(1)];
         let k = groups.len();
         for (i, f) in self.files.iter().enumerate() {
             groups[i % k].push(PartitionedFile::new(f.path.clone(), f.size_bytes));
@@ -397,7 +423,13 @@ impl DisplayAs for TierScanExec {
         write!(
             f,
             "TierScanExec: table={}, tiers=[hot], files={} of {} (pruned {}, deduplicated {}), hot_chunks={} (pruned {})",
-            s.table, s.files_scanned, s.files_total, s.files_pruned, s.files_deduplicated, s.hot_chunks, s.hot_chunks_pruned
+            s.table,
+            s.files_scanned,
+            s.files_total,
+            s.files_pruned,
+            s.files_deduplicated,
+            s.hot_chunks,
+            s.hot_chunks_pruned
         )
     }
 }
@@ -405,10 +437,6 @@ impl DisplayAs for TierScanExec {
 impl ExecutionPlan for TierScanExec {
     fn name(&self) -> &str {
         "TierScanExec"
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -442,7 +470,11 @@ impl ExecutionPlan for TierScanExec {
         }))
     }
 
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         self.inner.execute(partition, context)
     }
 }
@@ -461,7 +493,13 @@ mod tests {
         let f = vec![col("time").gt_eq(ts(10)), col("time").lt(ts(20))];
         assert_eq!(TimeRange::from_filters(&f), TimeRange { lo: 10, hi: 19 });
         let f = vec![ts(10).lt(col("time"))];
-        assert_eq!(TimeRange::from_filters(&f), TimeRange { lo: 11, hi: i64::MAX });
+        assert_eq!(
+            TimeRange::from_filters(&f),
+            TimeRange {
+                lo: 11,
+                hi: i64::MAX
+            }
+        );
         let f = vec![col("time").between(ts(1), ts(5))];
         assert_eq!(TimeRange::from_filters(&f), TimeRange { lo: 1, hi: 5 });
         // An OR is not understood: stays open.

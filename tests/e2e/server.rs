@@ -38,7 +38,10 @@ impl Server {
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
         let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -46,7 +49,10 @@ impl Server {
                 assert!(st.success(), "strata exited with {st}");
                 return;
             }
-            assert!(Instant::now() < deadline, "strata did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "strata did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -82,7 +88,10 @@ impl Server {
             .expect("query request");
         let status = r.status();
         let text = r.text().await.expect("body");
-        assert!(status.is_success(), "query {sql:?} failed with {status}: {text}");
+        assert!(
+            status.is_success(),
+            "query {sql:?} failed with {status}: {text}"
+        );
         serde_json::from_str(&text).expect("json rows")
     }
 
@@ -111,7 +120,14 @@ fn spawn(data_dir: &Path, extra: &[String]) -> (Child, String) {
         .arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--http-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0", "--pg-addr", "127.0.0.1:0"])
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--flight-addr",
+            "127.0.0.1:0",
+            "--pg-addr",
+            "127.0.0.1:0",
+        ])
         .args(extra)
         .env("STRATA_LOG", "warn")
         .stdout(Stdio::piped())
@@ -120,7 +136,9 @@ fn spawn(data_dir: &Path, extra: &[String]) -> (Child, String) {
         .expect("start strata");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read listening line");
     let http = line
         .split_whitespace()
         .find_map(|w| w.strip_prefix("http="))

@@ -20,7 +20,10 @@ fn reqs(h: i64, i: i64) -> i64 {
 }
 
 fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64
 }
 
 /// 1,000,000 points (100 hosts × 10,000 seconds), checked for count, per-host
@@ -58,7 +61,12 @@ async fn million_points_aggregate_correctly_and_survive_restart() {
         handles.push(tokio::spawn(async move {
             for body in group {
                 let r = client.post(&url).body(body).send().await.expect("send");
-                assert_eq!(r.status().as_u16(), 204, "{}", r.text().await.unwrap_or_default());
+                assert_eq!(
+                    r.status().as_u16(),
+                    204,
+                    "{}",
+                    r.text().await.unwrap_or_default()
+                );
             }
         }));
     }
@@ -79,7 +87,10 @@ async fn million_points_aggregate_correctly_and_survive_restart() {
 
     // Rewriting a point replaces it (last write wins), it does not add a row.
     let r = s
-        .write_lp("bench", format!("cpu,host=host-07,region=us usage=-1 {}\n", base + 5 * SEC))
+        .write_lp(
+            "bench",
+            format!("cpu,host=host-07,region=us usage=-1 {}\n", base + 5 * SEC),
+        )
         .await;
     assert_eq!(r.status().as_u16(), 204);
     let rows = s
@@ -125,7 +136,10 @@ async fn verify(s: &Server, base: i64) {
         assert_eq!(row["host"], format!("host-{h:02}"));
         assert_eq!(f64_of(&row["lo"]), lo);
         assert_eq!(f64_of(&row["hi"]), hi);
-        assert!((f64_of(&row["mean"]) - mean).abs() < 1e-9, "{row} vs {mean}");
+        assert!(
+            (f64_of(&row["mean"]) - mean).abs() < 1e-9,
+            "{row} vs {mean}"
+        );
         assert_eq!(i64_of(&row["total"]), total);
     }
 
@@ -171,10 +185,15 @@ async fn bad_lines_are_reported_and_good_ones_stored() {
     assert_eq!(data[0]["original_line"], "cpu,host=a");
     assert_eq!(data[1]["line_number"], 4);
     assert!(
-        data[1]["error_message"].as_str().expect("msg").contains("field `v` is float in table `cpu`, got string"),
+        data[1]["error_message"]
+            .as_str()
+            .expect("msg")
+            .contains("field `v` is float in table `cpu`, got string"),
         "{err}"
     );
-    let rows = s.query("metrics", "SELECT host, v FROM cpu ORDER BY host").await;
+    let rows = s
+        .query("metrics", "SELECT host, v FROM cpu ORDER BY host")
+        .await;
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1]["host"], "b");
     let rows = s.query("metrics", "SELECT free FROM mem").await;
@@ -189,7 +208,9 @@ async fn bad_lines_are_reported_and_good_ones_stored() {
         .await
         .expect("send");
     assert_eq!(r.status().as_u16(), 400);
-    let rows = s.query("metrics", "SELECT count(*) AS n FROM cpu WHERE host = 'z'").await;
+    let rows = s
+        .query("metrics", "SELECT count(*) AS n FROM cpu WHERE host = 'z'")
+        .await;
     assert_eq!(i64_of(&rows[0]["n"]), 0);
 }
 
@@ -201,7 +222,9 @@ async fn other_endpoints_formats_and_limits() {
 
     // Seed JSON, array and NDJSON, into the default database.
     let obj = |v: f64, host: &str| {
-        format!(r#"{{"metric_name":"cpu_usage_percent","timestamp":{ms},"value":{v},"labels":{{"host":"{host}"}}}}"#)
+        format!(
+            r#"{{"metric_name":"cpu_usage_percent","timestamp":{ms},"value":{v},"labels":{{"host":"{host}"}}}}"#
+        )
     };
     let r = s
         .client
@@ -210,7 +233,12 @@ async fn other_endpoints_formats_and_limits() {
         .send()
         .await
         .expect("send");
-    assert_eq!(r.status().as_u16(), 204, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(
+        r.status().as_u16(),
+        204,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
     let r = s
         .client
         .post(s.url("/api/v1/push"))
@@ -220,14 +248,18 @@ async fn other_endpoints_formats_and_limits() {
         .expect("send");
     assert_eq!(r.status().as_u16(), 400);
     let rows = s
-        .query("metrics", "SELECT host, value FROM cpu_usage_percent ORDER BY host")
+        .query(
+            "metrics",
+            "SELECT host, value FROM cpu_usage_percent ORDER BY host",
+        )
         .await;
     assert_eq!(rows.len(), 3);
     assert_eq!(f64_of(&rows[0]["value"]), 75.5);
 
     // v1 and v2 endpoints with precision, gzip body.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(format!("disk,dev=sda used=1i {}\n", ms / 1000).as_bytes()).expect("gz");
+    gz.write_all(format!("disk,dev=sda used=1i {}\n", ms / 1000).as_bytes())
+        .expect("gz");
     let r = s
         .client
         .post(s.url("/write?db=other&precision=s"))
@@ -245,10 +277,14 @@ async fn other_endpoints_formats_and_limits() {
         .await
         .expect("send");
     assert_eq!(r.status().as_u16(), 204);
-    let rows = s.query("other", "SELECT dev, used FROM disk ORDER BY dev").await;
+    let rows = s
+        .query("other", "SELECT dev, used FROM disk ORDER BY dev")
+        .await;
     assert_eq!(rows.len(), 2);
     // Cross-database reference.
-    let rows = s.query("metrics", "SELECT count(*) AS n FROM other.public.disk").await;
+    let rows = s
+        .query("metrics", "SELECT count(*) AS n FROM other.public.disk")
+        .await;
     assert_eq!(i64_of(&rows[0]["n"]), 2);
 
     // Over the body limit: 413, clear message.
@@ -258,10 +294,14 @@ async fn other_endpoints_formats_and_limits() {
     assert!(r.text().await.expect("body").contains("65536"));
 
     // Output formats.
-    let (code, csv) = s.query_raw("other", "SELECT dev, used FROM disk ORDER BY dev", "csv").await;
+    let (code, csv) = s
+        .query_raw("other", "SELECT dev, used FROM disk ORDER BY dev", "csv")
+        .await;
     assert_eq!(code, 200);
     assert_eq!(csv, "dev,used\nsda,1\nsdb,2\n");
-    let (code, jsonl) = s.query_raw("other", "SELECT dev FROM disk ORDER BY dev", "jsonl").await;
+    let (code, jsonl) = s
+        .query_raw("other", "SELECT dev FROM disk ORDER BY dev", "jsonl")
+        .await;
     assert_eq!(code, 200);
     assert_eq!(jsonl, "{\"dev\":\"sda\"}\n{\"dev\":\"sdb\"}\n");
 
@@ -271,21 +311,39 @@ async fn other_endpoints_formats_and_limits() {
     let (code, body) = s.query_raw("other", "SELEC 1", "json").await;
     assert_eq!(code, 400, "{body}");
     let (code, body) = s
-        .query_raw("other", "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'", "json")
+        .query_raw(
+            "other",
+            "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+            "json",
+        )
         .await;
     assert_eq!(code, 400, "{body}");
-    let (code, body) = s.query_raw("other", "COPY (SELECT 1) TO '/tmp/x.csv'", "json").await;
+    let (code, body) = s
+        .query_raw("other", "COPY (SELECT 1) TO '/tmp/x.csv'", "json")
+        .await;
     assert_eq!(code, 400, "{body}");
 
     // Introspection and self metrics.
-    let rows = s.query("other", "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").await;
+    let rows = s.query("other", "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_catalog = 'other'").await;
     assert_eq!(rows.len(), 1);
-    let rows = s.query("other", "SELECT table_name, hot_rows FROM system.tables").await;
+    let rows = s
+        .query("other", "SELECT table_name, hot_rows FROM system.tables")
+        .await;
     assert_eq!(i64_of(&rows[0]["hot_rows"]), 2);
-    let (code, explain) = s.query_raw("other", "EXPLAIN SELECT * FROM disk", "pretty").await;
+    let (code, explain) = s
+        .query_raw("other", "EXPLAIN SELECT * FROM disk", "pretty")
+        .await;
     assert_eq!(code, 200);
     assert!(explain.contains("TierScanExec: table=disk"), "{explain}");
-    let metrics = s.client.get(s.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     assert!(metrics.contains("strata_points_written_total"), "{metrics}");
     assert!(metrics.contains("strata_wal_fsyncs_total"), "{metrics}");
 }

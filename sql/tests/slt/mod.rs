@@ -10,9 +10,9 @@ use strata_engine::clock::ManualClock;
 use strata_engine::{Engine, EngineConfig, WriteOptions};
 use strata_sql::QueryEngine;
 
-/// The clock of every slt run: 2026-01-01T00:00:00Z, so small timestamps are "old" only
-/// where a test wants them to be.
-const NOW: i64 = 1_767_225_600_000_000_000;
+/// The clock of every slt run: six days after the epoch, so the small timestamps the
+/// files use are inside the hot tier's retention (7 days) and readable in results.
+const NOW: i64 = 6 * 86_400 * 1_000_000_000;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -32,9 +32,13 @@ impl sqllogictest::AsyncDB for StrataDb {
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
         if let Some(rest) = sql.trim_start().strip_prefix("write_lp") {
             let (db, body) = rest.split_once('\n').unwrap_or((rest, ""));
-            let (points, errors) = strata_ingest::lp::parse(body, strata_ingest::lp::Precision::Nanosecond, NOW);
+            let (points, errors) =
+                strata_ingest::lp::parse(body, strata_ingest::lp::Precision::Nanosecond, NOW);
             if let Some(e) = errors.first() {
-                return Err(SltError(format!("line {}: {}", e.line_number, e.error_message)));
+                return Err(SltError(format!(
+                    "line {}: {}",
+                    e.line_number, e.error_message
+                )));
             }
             let out = self
                 .engine
@@ -47,7 +51,11 @@ impl sqllogictest::AsyncDB for StrataDb {
             return Ok(DBOutput::StatementComplete(out.accepted as u64));
         }
         if sql.trim() == "persist" {
-            let n = self.engine.persist(true).await.map_err(|e| SltError(e.to_string()))?;
+            let n = self
+                .engine
+                .persist(true)
+                .await
+                .map_err(|e| SltError(e.to_string()))?;
             return Ok(DBOutput::StatementComplete(n as u64));
         }
         let (schema, stream) = self
@@ -55,17 +63,25 @@ impl sqllogictest::AsyncDB for StrataDb {
             .query("metrics", sql)
             .await
             .map_err(|e| SltError(e.to_string()))?;
-        let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(|e| SltError(e.to_string()))?;
+        let batches: Vec<RecordBatch> = stream
+            .try_collect()
+            .await
+            .map_err(|e| SltError(e.to_string()))?;
         let types = schema
             .fields()
             .iter()
             .map(|f| match f.data_type() {
-                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => DefaultColumnType::Integer,
-                DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => DefaultColumnType::Integer,
-                DataType::Float32 | DataType::Float64 => DefaultColumnType::FloatingPoint,
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(_, _) => {
-                    DefaultColumnType::Text
+                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+                    DefaultColumnType::Integer
                 }
+                DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+                    DefaultColumnType::Integer
+                }
+                DataType::Float32 | DataType::Float64 => DefaultColumnType::FloatingPoint,
+                DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Dictionary(_, _) => DefaultColumnType::Text,
                 _ => DefaultColumnType::Any,
             })
             .collect();
@@ -115,7 +131,9 @@ async fn slt() {
     for file in slt_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = ManualClock::new(NOW);
-        let (engine, _) = Engine::open(EngineConfig::for_test(dir.path()), clock).await.expect("engine");
+        let (engine, _) = Engine::open(EngineConfig::for_test(dir.path()), clock)
+            .await
+            .expect("engine");
         let query = QueryEngine::new(Arc::clone(&engine)).expect("query engine");
         let db = StrataDb { engine, query };
         let mut runner = sqllogictest::Runner::new(move || {
