@@ -148,10 +148,7 @@ async fn persisted_data_and_late_updates_survive_kill_9() {
             .await,
     );
     let rows = s
-        .query(
-            "db1",
-            &format!("SELECT v FROM cpu WHERE host = 'h3' AND v < 0"),
-        )
+        .query("db1", "SELECT v FROM cpu WHERE host = 'h3' AND v < 0")
         .await;
     assert_eq!(rows.len(), 1);
 }

@@ -96,7 +96,7 @@ async fn million_points_aggregate_correctly_and_survive_restart() {
     let rows = s
         .query(
             "bench",
-            &format!("SELECT count(*) AS n, min(usage) AS lo FROM cpu WHERE host = 'host-07'"),
+            "SELECT count(*) AS n, min(usage) AS lo FROM cpu WHERE host = 'host-07'",
         )
         .await;
     assert_eq!(i64_of(&rows[0]["n"]), STEPS);
