@@ -15,12 +15,22 @@ impl Strata {
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--http-addr", "127.0.0.1:0", "--flight-addr", "127.0.0.1:0", "--pg-addr", "127.0.0.1:0"])
+            .args([
+                "--http-addr",
+                "127.0.0.1:0",
+                "--flight-addr",
+                "127.0.0.1:0",
+                "--pg-addr",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env("STRATA_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()?;
-        let out = child.stdout.take().ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let out = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
         let mut line = String::new();
         BufReader::new(out).read_line(&mut line)?;
         let http = line

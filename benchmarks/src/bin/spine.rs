@@ -43,7 +43,11 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 async fn main() -> Res<()> {
     let a = Args::parse();
     let dir = tempfile::tempdir()?;
-    let server = Strata::start(&a.strata, dir.path(), &["--chunk-duration", "10m", "--persist-age", "2s"])?;
+    let server = Strata::start(
+        &a.strata,
+        dir.path(),
+        &["--chunk-duration", "10m", "--persist-age", "2s"],
+    )?;
     let client = reqwest::Client::new();
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
     let base = (now - 6 * 3600 * 1_000_000_000) / 600_000_000_000 * 600_000_000_000;
@@ -51,7 +55,14 @@ async fn main() -> Res<()> {
     // Bodies are generated before the clock starts: we measure Strata, not the generator.
     let bodies: Vec<String> = (0..a.steps)
         .step_by(a.steps_per_request as usize)
-        .map(|from| cpu_lines(a.hosts, from, (from + a.steps_per_request).min(a.steps), base))
+        .map(|from| {
+            cpu_lines(
+                a.hosts,
+                from,
+                (from + a.steps_per_request).min(a.steps),
+                base,
+            )
+        })
         .collect();
     let points = a.hosts * a.steps;
     let bytes: usize = bodies.iter().map(String::len).sum();
@@ -90,13 +101,32 @@ async fn main() -> Res<()> {
              FROM cpu GROUP BY 1, 2 ORDER BY 1, 2";
     let qh = "SELECT date_bin(INTERVAL '1 minute', time) AS minute, avg(usage) AS u, max(usage) AS m \
               FROM cpu WHERE host = 'host-00042' GROUP BY 1 ORDER BY 1";
-    latency(&client, &server, "hot      date_bin 1m × pool, all hosts", q, a.query_runs).await?;
-    latency(&client, &server, "hot      date_bin 1m, one host", qh, a.query_runs).await?;
+    latency(
+        &client,
+        &server,
+        "hot      date_bin 1m × pool, all hosts",
+        q,
+        a.query_runs,
+    )
+    .await?;
+    latency(
+        &client,
+        &server,
+        "hot      date_bin 1m, one host",
+        qh,
+        a.query_runs,
+    )
+    .await?;
 
     // Wait for persistence (chunks are old, persist age 2 s).
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let t = query(&client, &server, "SELECT hot_rows, parquet_files, parquet_bytes, parquet_rows FROM system.tables").await?;
+        let t = query(
+            &client,
+            &server,
+            "SELECT hot_rows, parquet_files, parquet_bytes, parquet_rows FROM system.tables",
+        )
+        .await?;
         if t[0]["hot_rows"].as_u64() == Some(0) {
             let bytes = t[0]["parquet_bytes"].as_u64().unwrap_or(0);
             let rows = t[0]["parquet_rows"].as_u64().unwrap_or(0);
@@ -113,8 +143,22 @@ async fn main() -> Res<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    latency(&client, &server, "parquet  date_bin 1m × pool, all hosts", q, a.query_runs).await?;
-    latency(&client, &server, "parquet  date_bin 1m, one host", qh, a.query_runs).await?;
+    latency(
+        &client,
+        &server,
+        "parquet  date_bin 1m × pool, all hosts",
+        q,
+        a.query_runs,
+    )
+    .await?;
+    latency(
+        &client,
+        &server,
+        "parquet  date_bin 1m, one host",
+        qh,
+        a.query_runs,
+    )
+    .await?;
     Ok(())
 }
 
@@ -130,7 +174,13 @@ async fn query(client: &reqwest::Client, s: &Strata, sql: &str) -> Res<Vec<Value
     Ok(r.json().await?)
 }
 
-async fn latency(client: &reqwest::Client, s: &Strata, name: &str, sql: &str, runs: usize) -> Res<()> {
+async fn latency(
+    client: &reqwest::Client,
+    s: &Strata,
+    name: &str,
+    sql: &str,
+    runs: usize,
+) -> Res<()> {
     query(client, s, sql).await?; // warm-up
     let mut times = Vec::with_capacity(runs);
     let mut rows = 0;

@@ -1,0 +1,302 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, DictionaryArray, Float64Array, StringArray, TimestampNanosecondArray};
+use arrow::datatypes::Int32Type;
+use parquet::basic::{Compression, Encoding};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use strata_engine::clock::ManualClock;
+use strata_engine::{Engine, EngineConfig, Error, FieldValue, Point, WriteOptions};
+
+const NOW: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+const SEC: i64 = 1_000_000_000;
+
+fn point(host: &str, v: f64, t: i64) -> Point {
+    Point {
+        table: "cpu".into(),
+        tags: vec![("host".into(), host.into())],
+        fields: vec![
+            ("usage".into(), FieldValue::F64(v)),
+            ("procs".into(), FieldValue::I64(v as i64)),
+        ],
+        time: t,
+        line: 1,
+    }
+}
+
+async fn open(dir: &std::path::Path, cfg: impl FnOnce(&mut EngineConfig)) -> Arc<Engine> {
+    let mut c = EngineConfig::for_test(dir);
+    c.persist_interval = Duration::from_secs(3600); // tests persist explicitly
+    cfg(&mut c);
+    Engine::open(c, ManualClock::new(NOW))
+        .await
+        .expect("open")
+        .0
+}
+
+fn hot_rows(e: &Engine) -> usize {
+    e.table_snapshot("metrics", "cpu")
+        .map(|s| s.hot.iter().map(|h| h.rows).sum())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn persisted_file_is_sorted_deduplicated_and_encoded_for_time_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open(dir.path(), |_| {}).await;
+    let base = NOW - 3600 * SEC;
+    // Out of order, with a duplicate whose later write must win.
+    let pts = vec![
+        point("b", 2.0, base + SEC),
+        point("a", 1.0, base + 2 * SEC),
+        point("a", 9.0, base + SEC),
+        point("b", 3.0, base),
+    ];
+    e.write("metrics", pts, WriteOptions::default())
+        .await
+        .expect("write");
+    e.write(
+        "metrics",
+        vec![point("a", 5.0, base + SEC)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    assert_eq!(e.persist(true).await.expect("persist"), 1);
+    assert_eq!(hot_rows(&e), 0);
+
+    let cat = e.catalog_snapshot();
+    let f = &cat.table("metrics", "cpu").expect("table").files[0];
+    assert_eq!(f.row_count, 4);
+    assert_eq!((f.min_time, f.max_time), (base, base + 2 * SEC));
+    let file = std::fs::File::open(dir.path().join(&f.path)).expect("file");
+    assert_eq!(file.metadata().expect("meta").len(), f.size_bytes);
+    let reader = SerializedFileReader::new(file).expect("parquet");
+    let rg = reader.metadata().row_group(0);
+    let col = |name: &str| {
+        (0..rg.num_columns())
+            .map(|i| rg.column(i))
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("column {name}"))
+    };
+    for c in rg.columns() {
+        assert!(
+            matches!(c.compression(), Compression::ZSTD(_)),
+            "{}",
+            c.column_path()
+        );
+        assert!(
+            c.statistics().is_some(),
+            "no statistics for {}",
+            c.column_path()
+        );
+    }
+    let encodings = |name: &str| col(name).encodings().collect::<Vec<Encoding>>();
+    assert!(
+        encodings("time").contains(&Encoding::DELTA_BINARY_PACKED),
+        "{:?}",
+        encodings("time")
+    );
+    assert!(!encodings("time").contains(&Encoding::RLE_DICTIONARY));
+    assert!(
+        encodings("procs").contains(&Encoding::DELTA_BINARY_PACKED),
+        "{:?}",
+        encodings("procs")
+    );
+    assert!(
+        encodings("host").contains(&Encoding::RLE_DICTIONARY),
+        "{:?}",
+        encodings("host")
+    );
+    let sorting = rg.sorting_columns().expect("sorting columns");
+    assert_eq!(sorting.len(), 2); // host, time
+
+    // Rows: sorted by (host, time), the duplicate resolved to the last write.
+    let batches: Vec<_> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(dir.path().join(&f.path)).expect("file"),
+    )
+    .expect("reader")
+    .build()
+    .expect("build")
+    .collect::<Result<_, _>>()
+    .expect("read");
+    let b = &batches[0];
+    let host = b.column_by_name("host").expect("host");
+    let host = host
+        .as_any()
+        .downcast_ref::<DictionaryArray<Int32Type>>()
+        .expect("tags are dictionaries");
+    let hosts = host
+        .values()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("utf8");
+    let host_at = |i: usize| hosts.value(host.keys().value(i) as usize).to_string();
+    let t = b
+        .column_by_name("time")
+        .expect("time")
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .expect("ts")
+        .clone();
+    let u = b
+        .column_by_name("usage")
+        .expect("usage")
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .expect("f64")
+        .clone();
+    let rows: Vec<(String, i64, f64)> = (0..b.num_rows())
+        .map(|i| (host_at(i), t.value(i) - base, u.value(i)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("a".into(), SEC, 5.0),
+            ("a".into(), 2 * SEC, 1.0),
+            ("b".into(), 0, 3.0),
+            ("b".into(), SEC, 2.0),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn over_the_memory_budget_writes_are_refused_until_persisted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open(dir.path(), |c| c.memory_budget_bytes = 16 * 1024).await;
+    let base = NOW - 3600 * SEC;
+    let pts: Vec<Point> = (0..2000)
+        .map(|i| point("a", i as f64, base + i * SEC))
+        .collect();
+    e.write("metrics", pts, WriteOptions::default())
+        .await
+        .expect("first write fits");
+    assert!(e.memory_pressure(), "hot bytes {}", e.hot_bytes());
+    let err = e
+        .write(
+            "metrics",
+            vec![point("a", 1.0, base)],
+            WriteOptions::default(),
+        )
+        .await
+        .expect_err("over budget");
+    assert!(matches!(err, Error::MemoryPressure { .. }), "{err}");
+    assert!(
+        err.to_string().contains("memory budget of 16384 bytes"),
+        "{err}"
+    );
+    // Pressure alone (no chunk is old yet) makes the persister write chunks out.
+    assert!(e.persist(false).await.expect("persist") > 0);
+    assert!(!e.memory_pressure());
+    e.write(
+        "metrics",
+        vec![point("a", 1.0, base)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("accepted again");
+}
+
+#[tokio::test]
+async fn wal_is_truncated_after_persistence_and_replay_skips_persisted_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal_files = || {
+        std::fs::read_dir(dir.path().join("wal"))
+            .expect("wal dir")
+            .count()
+    };
+    let base = NOW - 3600 * SEC;
+    {
+        let e = open(dir.path(), |_| {}).await;
+        for i in 0..5 {
+            e.write(
+                "metrics",
+                vec![point("a", i as f64, base + i * SEC)],
+                WriteOptions::default(),
+            )
+            .await
+            .expect("write");
+        }
+        e.persist(true).await.expect("persist");
+        // A late update of a persisted point, then a crash (no shutdown).
+        e.write(
+            "metrics",
+            vec![point("a", 42.0, base + 2 * SEC)],
+            WriteOptions::default(),
+        )
+        .await
+        .expect("write");
+    }
+    let (e, report) = Engine::open(EngineConfig::for_test(dir.path()), ManualClock::new(NOW))
+        .await
+        .expect("reopen");
+    assert_eq!(report.replayed_rows, 1, "{report:?}");
+    assert_eq!(hot_rows(&e), 1);
+    let cat = e.catalog_snapshot();
+    assert_eq!(cat.table("metrics", "cpu").expect("table").files.len(), 1);
+    e.persist(true).await.expect("persist");
+    // Only the segment being written remains once everything is persisted.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(wal_files(), 1);
+}
+
+#[tokio::test]
+async fn no_sync_acknowledges_before_the_fsync_and_still_stores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open(dir.path(), |_| {}).await;
+    let out = e
+        .write(
+            "metrics",
+            vec![point("a", 1.0, NOW - SEC)],
+            WriteOptions {
+                no_sync: true,
+                accept_partial: true,
+            },
+        )
+        .await
+        .expect("write");
+    assert_eq!(out.durable_seq, None);
+    // A following synced write is durable, and so (in order) is everything before it.
+    let out = e
+        .write(
+            "metrics",
+            vec![point("b", 1.0, NOW - SEC)],
+            WriteOptions::default(),
+        )
+        .await
+        .expect("write");
+    assert!(out.durable_seq.is_some());
+    assert_eq!(hot_rows(&e), 2);
+}
+
+#[tokio::test]
+async fn points_older_than_retention_and_bad_names_are_rejected_per_point() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open(dir.path(), |_| {}).await;
+    let mut old = point("a", 1.0, NOW - 8 * 86_400 * SEC);
+    old.line = 1;
+    let mut ok = point("a", 1.0, NOW - SEC);
+    ok.line = 2;
+    let out = e
+        .write("metrics", vec![old, ok], WriteOptions::default())
+        .await
+        .expect("write");
+    assert_eq!(out.accepted, 1);
+    assert_eq!(out.rejected[0].line, 1);
+    assert!(
+        out.rejected[0]
+            .reason
+            .contains("older than the hot tier's retention"),
+        "{:?}",
+        out.rejected
+    );
+    let err = e
+        .write(
+            "system",
+            vec![point("a", 1.0, NOW)],
+            WriteOptions::default(),
+        )
+        .await
+        .expect_err("reserved");
+    assert!(err.to_string().contains("reserved"), "{err}");
+}
