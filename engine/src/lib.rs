@@ -199,6 +199,8 @@ struct Shared {
     state: RwLock<State>,
     catalog: Catalog,
     store: Arc<dyn ObjectStore>,
+    /// The same store as `store`, for what only a local directory has (fsync).
+    local: Arc<LocalFileSystem>,
     hot_bytes: AtomicUsize,
     next_file_id: AtomicU64,
     closed: AtomicBool,
@@ -289,8 +291,8 @@ impl Engine {
             path: config.data_dir.clone(),
             source,
         })?;
-        let store: Arc<dyn ObjectStore> =
-            Arc::new(LocalFileSystem::new_with_prefix(&config.data_dir)?);
+        let local = Arc::new(LocalFileSystem::new_with_prefix(&config.data_dir)?);
+        let store: Arc<dyn ObjectStore> = Arc::clone(&local) as _;
         let catalog = Catalog::load(Arc::clone(&store)).await?;
         let cat = catalog.snapshot();
         let mut state = State::default();
@@ -313,6 +315,7 @@ impl Engine {
             state: RwLock::new(state),
             catalog,
             store,
+            local,
             hot_bytes: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             persist_wanted: Notify::new(),
@@ -609,7 +612,8 @@ impl Engine {
             return Ok(0);
         }
         let next_id = self.shared.next_file_id.load(Ordering::SeqCst);
-        self.shared
+        let committed = self
+            .shared
             .catalog
             .commit(|s| {
                 for (chunk, columns, meta) in &done {
@@ -620,6 +624,10 @@ impl Engine {
                 s.next_file_id = s.next_file_id.max(next_id);
             })
             .await?;
+        // The WAL may drop these writes below, so the file and the catalog version that
+        // registers it must survive a power loss, not just a process crash.
+        let version_path = strata_catalog::CatalogPath::version(committed.version).to_object_path();
+        self.fsync_data_file(version_path.as_ref()).await?;
         let below = {
             let mut st = self.shared.state.write();
             for (chunk, _, _) in &done {
@@ -738,6 +746,7 @@ impl Engine {
         .to_object_path();
         let size = bytes.len() as u64;
         self.shared.store.put(&path, bytes.into()).await?;
+        self.fsync_data_file(path.as_ref()).await?;
         metrics::counter!("strata_persisted_bytes_total").increment(size);
         Ok(ParquetFileMeta {
             id,
@@ -752,6 +761,29 @@ impl Engine {
             max_seq: chunk.stats.max_seq,
             created_at: now,
         })
+    }
+
+    /// Fsyncs a file of the local data store (and its directory), given its object path.
+    /// `object_store`'s local store renames files into place but does not fsync them.
+    async fn fsync_data_file(&self, rel: &str) -> Result<()> {
+        let path = self.shared.local.path_to_filesystem(&object_store::path::Path::from(rel))?;
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let sync = |p: &std::path::Path| {
+                std::fs::File::open(p)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|source| Error::Io {
+                        path: p.to_path_buf(),
+                        source,
+                    })
+            };
+            sync(&path)?;
+            if let Some(dir) = path.parent() {
+                sync(dir)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Wal(format!("fsync task failed: {e}")))?
     }
 
     /// Stops intake and makes everything acknowledged durable (fsync the WAL). Hot data
