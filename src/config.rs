@@ -53,6 +53,12 @@ pub struct ServeArgs {
     /// Largest accepted HTTP request body, e.g. `64MiB` [default: 64MiB].
     #[arg(long, env = "STRATA_MAX_BODY_SIZE")]
     pub max_body_size: Option<String>,
+    /// Memory all running queries may use together, e.g. `4GiB` [default: 4GiB].
+    #[arg(long, env = "STRATA_QUERY_MEMORY_LIMIT")]
+    pub query_memory_limit: Option<String>,
+    /// Longest a query may run, e.g. `5m` [default: 5m].
+    #[arg(long, env = "STRATA_QUERY_TIMEOUT")]
+    pub query_timeout: Option<String>,
 }
 
 /// The TOML file. Every key is optional; unknown keys are an error.
@@ -67,6 +73,16 @@ pub struct FileConfig {
     pub storage: StorageFile,
     #[serde(default)]
     pub http: HttpFile,
+    #[serde(default)]
+    pub query: QueryFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryFile {
+    pub memory_limit: Option<String>,
+    pub timeout: Option<String>,
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +111,7 @@ pub struct Settings {
     pub pg_addr: SocketAddr,
     pub engine: strata_engine::EngineConfig,
     pub ingest: strata_ingest::http::IngestConfig,
+    pub query: strata_sql::QueryConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +178,20 @@ impl Settings {
         if let Some(v) = file.http.max_lines_per_request {
             ingest.max_lines_per_request = v;
         }
+        let mut query = strata_sql::QueryConfig::default();
+        if let Some(v) = args
+            .query_memory_limit
+            .as_ref()
+            .or(file.query.memory_limit.as_ref())
+        {
+            query.memory_limit_bytes = size("query.memory_limit", v)? as usize;
+        }
+        if let Some(v) = args.query_timeout.as_ref().or(file.query.timeout.as_ref()) {
+            query.timeout = duration("query.timeout", v)?;
+        }
+        if let Some(v) = file.query.threads {
+            query.threads = v;
+        }
         let addr = |flag: Option<SocketAddr>, file: Option<SocketAddr>, port: u16| {
             flag.or(file)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)))
@@ -171,6 +202,7 @@ impl Settings {
             pg_addr: addr(args.pg_addr, file.pg_addr, 7072),
             engine,
             ingest,
+            query,
         })
     }
 }

@@ -63,7 +63,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         skipped_persisted_rows = report.skipped_persisted_rows,
         "engine open"
     );
-    let query = QueryEngine::new(Arc::clone(&engine))?;
+    let query = QueryEngine::new(Arc::clone(&engine), settings.query.clone())?;
 
     let http = TcpListener::bind(settings.http_addr)
         .await

@@ -766,7 +766,10 @@ impl Engine {
     /// Fsyncs a file of the local data store (and its directory), given its object path.
     /// `object_store`'s local store renames files into place but does not fsync them.
     async fn fsync_data_file(&self, rel: &str) -> Result<()> {
-        let path = self.shared.local.path_to_filesystem(&object_store::path::Path::from(rel))?;
+        let path = self
+            .shared
+            .local
+            .path_to_filesystem(&object_store::path::Path::from(rel))?;
         tokio::task::spawn_blocking(move || -> Result<()> {
             let sync = |p: &std::path::Path| {
                 std::fs::File::open(p)

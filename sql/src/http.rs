@@ -127,7 +127,10 @@ async fn run(q: &QueryEngine, p: QueryParams) -> Response {
 fn query_error(e: Error) -> Response {
     match &e {
         Error::UnknownDatabase(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Error::Query(datafusion::error::DataFusionError::ResourcesExhausted(_))
+        | Error::Timeout(_) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         Error::Query(_) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Error::Runtime(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

@@ -13,7 +13,12 @@ pub mod http;
 pub mod table;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
 
 use arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
@@ -32,9 +37,49 @@ pub enum Error {
     UnknownDatabase(String),
     #[error("{0}")]
     Query(#[from] DataFusionError),
+    #[error("query exceeded the time limit of {0:?}")]
+    Timeout(Duration),
+    #[error("could not start the query runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Query limits and resources.
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    /// Memory all running queries may use together (sorts, aggregates, joins); a query
+    /// needing more fails with a "Resources exhausted" error.
+    pub memory_limit_bytes: usize,
+    /// A query (planning and streaming its result) running longer is cancelled.
+    pub timeout: Duration,
+    /// Threads of the dedicated query runtime.
+    pub threads: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            memory_limit_bytes: 4 << 30,
+            timeout: Duration::from_secs(300),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// The runtime CPU-heavy query plans run on, apart from network and I/O tasks, so a big
+/// query cannot stall ingest. Shut down in the background when dropped (dropping a
+/// runtime from inside another would panic).
+#[derive(Debug)]
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
 
 /// SQL over the engine. One per process; sessions are made per request.
 #[derive(Debug, Clone)]
@@ -42,17 +87,31 @@ pub struct QueryEngine {
     engine: Arc<Engine>,
     runtime: Arc<RuntimeEnv>,
     databases: Arc<DatabaseList>,
+    config: QueryConfig,
+    cpu: Arc<QueryRuntime>,
 }
 
 impl QueryEngine {
-    pub fn new(engine: Arc<Engine>) -> Result<Self> {
-        let runtime = Arc::new(RuntimeEnvBuilder::new().build()?);
+    pub fn new(engine: Arc<Engine>, config: QueryConfig) -> Result<Self> {
+        let runtime = Arc::new(
+            RuntimeEnvBuilder::new()
+                .with_memory_limit(config.memory_limit_bytes, 1.0)
+                .build()?,
+        );
         let url = url_of(DATA_STORE_URL)?;
         runtime.register_object_store(&url, engine.data_store());
+        let cpu = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads.max(1))
+            .thread_name("strata-query")
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?;
         Ok(Self {
             databases: Arc::new(DatabaseList::new(Arc::clone(&engine))),
             engine,
             runtime,
+            config,
+            cpu: Arc::new(QueryRuntime(Some(cpu))),
         })
     }
 
@@ -78,15 +137,17 @@ impl QueryEngine {
         Ok(SessionContext::new_with_state(state))
     }
 
-    /// Plans and starts `sql` against database `db`. Only queries (and `EXPLAIN`) are
-    /// allowed: DDL, DML (including `COPY … TO`) and statements are refused.
+    /// Plans and runs `sql` against database `db` on the query runtime; the returned
+    /// stream can be consumed anywhere. Only queries (and `EXPLAIN`) are allowed: DDL,
+    /// DML (including `COPY … TO`) and statements are refused. The time limit covers
+    /// planning and streaming.
     pub async fn query(
         &self,
         db: &str,
         sql: &str,
     ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let started = Instant::now();
-        let result = self.query_inner(db, sql).await;
+        let result = self.start(db, sql).await;
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!("strata_queries_total", "outcome" => outcome).increment(1);
         metrics::histogram!("strata_query_planning_seconds")
@@ -94,21 +155,71 @@ impl QueryEngine {
         result
     }
 
-    async fn query_inner(
-        &self,
-        db: &str,
-        sql: &str,
-    ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    async fn start(&self, db: &str, sql: &str) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let ctx = self.session(db)?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let df = ctx.sql_with_options(sql, options).await?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let stream = df.execute_stream().await?;
-        Ok((schema, stream))
+        let sql = sql.to_string();
+        let limit = self.config.timeout;
+        let (schema_tx, schema_rx) = oneshot::channel::<Result<SchemaRef>>();
+        let (tx, rx) = mpsc::channel::<datafusion::error::Result<RecordBatch>>(2);
+        let Some(rt) = self.cpu.0.as_ref() else {
+            return Err(Error::Runtime(std::io::Error::other(
+                "query runtime is shut down",
+            )));
+        };
+        rt.spawn(async move {
+            let deadline = tokio::time::Instant::now() + limit;
+            let mut stream = match tokio::time::timeout_at(deadline, plan(&ctx, &sql)).await {
+                Err(_) => {
+                    let _ = schema_tx.send(Err(Error::Timeout(limit)));
+                    return;
+                }
+                Ok(Err(e)) => {
+                    let _ = schema_tx.send(Err(e));
+                    return;
+                }
+                Ok(Ok((schema, stream))) => {
+                    if schema_tx.send(Ok(schema)).is_err() {
+                        return;
+                    }
+                    stream
+                }
+            };
+            loop {
+                let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Err(_) => Some(Err(DataFusionError::ResourcesExhausted(
+                        Error::Timeout(limit).to_string(),
+                    ))),
+                    Ok(next) => next,
+                };
+                let Some(batch) = next else { return };
+                let stop = batch.is_err();
+                // A closed channel means the client went away: stop working for it.
+                if tx.send(batch).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        let schema = schema_rx.await.map_err(|_| {
+            Error::Runtime(std::io::Error::other("the query task ended unexpectedly"))
+        })??;
+        let batches =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+        Ok((
+            Arc::clone(&schema),
+            Box::pin(RecordBatchStreamAdapter::new(schema, batches)),
+        ))
     }
+}
+
+async fn plan(ctx: &SessionContext, sql: &str) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx.sql_with_options(sql, options).await?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let stream = df.execute_stream().await?;
+    Ok((schema, stream))
 }
 
 fn url_of(s: &str) -> Result<url::Url> {

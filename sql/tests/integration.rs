@@ -5,4 +5,5 @@
 //! Besides SQL, a record may write line protocol: a statement whose first line is
 //! `write_lp <database>` writes the following lines (nanosecond timestamps).
 
+mod limits;
 mod slt;

@@ -134,7 +134,8 @@ async fn slt() {
         let (engine, _) = Engine::open(EngineConfig::for_test(dir.path()), clock)
             .await
             .expect("engine");
-        let query = QueryEngine::new(Arc::clone(&engine)).expect("query engine");
+        let query = QueryEngine::new(Arc::clone(&engine), strata_sql::QueryConfig::default())
+            .expect("query engine");
         let db = StrataDb { engine, query };
         let mut runner = sqllogictest::Runner::new(move || {
             let db = db.clone();
