@@ -128,7 +128,23 @@ fn router(
         )
         .merge(strata_ingest::http::router(Arc::clone(&engine), ingest))
         .merge(strata_sql::http::router(query))
+        .layer(axum::middleware::from_fn(resolve_identity))
         .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// The one place HTTP callers are resolved to an identity; handlers read it from the
+/// request extensions. Authentication and roles are enforced here once they exist.
+async fn resolve_identity(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let auth = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let identity = strata_catalog::auth::Identity::from_authorization(auth);
+    req.extensions_mut().insert(identity);
+    next.run(req).await
 }
 
 async fn shutdown_signal() {

@@ -16,6 +16,7 @@
 //! other gets [`Error::Conflict`]. Loading lists the prefix and reads the highest version.
 //! The newest [`KEEP_VERSIONS`] versions are kept; older ones are deleted after a commit.
 
+pub mod auth;
 mod paths;
 mod state;
 
