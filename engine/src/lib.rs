@@ -102,6 +102,9 @@ pub struct EngineConfig {
     pub wal_segment_bytes: u64,
     /// Upper bound on the bytes of one group commit.
     pub wal_max_group_bytes: usize,
+    /// Longest the WAL waits to add writes that are already on their way to a group
+    /// commit. A maximum, not a tick: a lone write is written and fsynced at once.
+    pub wal_max_batch_delay: Duration,
     /// Points older than this (relative to the clock) are rejected.
     pub hot_retention: Duration,
     pub max_columns_per_table: usize,
@@ -118,6 +121,7 @@ impl Default for EngineConfig {
             memory_budget_bytes: 2 << 30,
             wal_segment_bytes: 64 << 20,
             wal_max_group_bytes: 32 << 20,
+            wal_max_batch_delay: Duration::from_millis(2),
             hot_retention: Duration::from_secs(7 * 24 * 3600),
             max_columns_per_table: 1000,
             max_name_bytes: 512,
@@ -205,6 +209,9 @@ struct Shared {
     next_file_id: AtomicU64,
     closed: AtomicBool,
     persist_wanted: Notify,
+    /// Synced writes queued or about to be queued for the WAL and not yet answered.
+    sync_writes_in_flight: AtomicUsize,
+    wal_fsyncs: AtomicU64,
 }
 
 impl Shared {
@@ -243,6 +250,12 @@ enum WalMsg {
     Truncate { below: u64 },
     /// Fsync and stop.
     Close { reply: oneshot::Sender<()> },
+}
+
+impl WalMsg {
+    fn is_sync_write(&self) -> bool {
+        matches!(self, Self::Write { reply: Some(_), .. })
+    }
 }
 
 /// Aborts a task when dropped.
@@ -319,6 +332,8 @@ impl Engine {
             hot_bytes: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             persist_wanted: Notify::new(),
+            sync_writes_in_flight: AtomicUsize::new(0),
+            wal_fsyncs: AtomicU64::new(0),
         });
 
         let mut report = OpenReport {
@@ -398,6 +413,11 @@ impl Engine {
     /// The object store holding persisted files; paths in the catalog are relative to it.
     pub fn data_store(&self) -> Arc<dyn ObjectStore> {
         Arc::clone(&self.shared.store)
+    }
+
+    /// WAL fsyncs since start (one per group commit).
+    pub fn wal_fsyncs(&self) -> u64 {
+        self.shared.wal_fsyncs.load(Ordering::Relaxed)
     }
 
     pub fn hot_bytes(&self) -> usize {
@@ -493,13 +513,28 @@ impl Engine {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         };
-        self.wal_tx
+        let sync = reply.is_some();
+        if sync {
+            self.shared
+                .sync_writes_in_flight
+                .fetch_add(1, Ordering::AcqRel);
+        }
+        if self
+            .wal_tx
             .send(WalMsg::Write {
                 db: db.to_string(),
                 tables,
                 reply,
             })
-            .map_err(|_| Error::ShuttingDown)?;
+            .is_err()
+        {
+            if sync {
+                self.shared
+                    .sync_writes_in_flight
+                    .fetch_sub(1, Ordering::AcqRel);
+            }
+            return Err(Error::ShuttingDown);
+        }
         let durable_seq = match rx {
             None => None,
             Some(rx) => Some(
@@ -921,6 +956,7 @@ fn wal_thread(
 ) {
     let dir = wal_dir(&shared.config.data_dir);
     let max_group = shared.config.wal_max_group_bytes;
+    let max_delay = shared.config.wal_max_batch_delay;
     let mut pending: Option<WalMsg> = None;
     loop {
         let first = match pending.take() {
@@ -932,7 +968,10 @@ fn wal_thread(
         };
         let mut group = vec![first];
         let mut control = Vec::new();
-        // Gather whatever else is queued, up to the group size.
+        // Gather whatever else is queued, up to the group size. While more acknowledged
+        // writes are on their way (validated, about to be queued), wait for them, but never
+        // longer than the batching delay: a lone write does not wait at all.
+        let deadline = std::time::Instant::now() + max_delay;
         let mut approx = 0usize;
         while approx < max_group {
             match rx.try_recv() {
@@ -949,9 +988,18 @@ fn wal_thread(
                     control.push(m);
                     break;
                 }
-                Err(_) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let waiting_for_more = shared.sync_writes_in_flight.load(Ordering::Acquire)
+                        > group.iter().filter(|m| m.is_sync_write()).count();
+                    if !waiting_for_more || std::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
             }
         }
+        metrics::histogram!("strata_wal_group_writes").record(group.len() as f64);
         let mut writes = Vec::new();
         for m in group {
             match m {
@@ -976,12 +1024,14 @@ fn wal_thread(
                     }
                     Err(e) => {
                         if let Some(r) = reply {
+                            shared.sync_writes_in_flight.fetch_sub(1, Ordering::AcqRel);
                             let _ = r.send(Err(e.to_string()));
                         }
                     }
                 }
             }
             let result = segment.append(&buf).and_then(|()| segment.sync());
+            shared.wal_fsyncs.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("strata_wal_fsyncs_total").increment(1);
             metrics::counter!("strata_wal_bytes_total").increment(buf.len() as u64);
             match result {
@@ -990,6 +1040,7 @@ fn wal_thread(
                         let seq = rec.seq;
                         shared.apply(seq, &rec.db, rec.tables);
                         if let Some(r) = reply {
+                            shared.sync_writes_in_flight.fetch_sub(1, Ordering::AcqRel);
                             let _ = r.send(Ok(seq));
                         }
                     }
@@ -998,6 +1049,7 @@ fn wal_thread(
                     tracing::error!(error = %e, "WAL append failed; the writes in this group are refused");
                     for (_, reply) in encoded {
                         if let Some(r) = reply {
+                            shared.sync_writes_in_flight.fetch_sub(1, Ordering::AcqRel);
                             let _ = r.send(Err(e.to_string()));
                         }
                     }

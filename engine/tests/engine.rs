@@ -308,3 +308,52 @@ async fn points_older_than_retention_and_bad_names_are_rejected_per_point() {
         .expect_err("reserved");
     assert!(err.to_string().contains("reserved"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_fsyncs_and_a_lone_write_does_not_wait() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A long batching delay: if it were a tick, the lone write below would take 5 s.
+    let e = open(dir.path(), |c| {
+        c.wal_max_batch_delay = Duration::from_secs(5)
+    })
+    .await;
+    let started = std::time::Instant::now();
+    e.write(
+        "metrics",
+        vec![point("a", 1.0, NOW - SEC)],
+        WriteOptions::default(),
+    )
+    .await
+    .expect("write");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "lone write took {:?}",
+        started.elapsed()
+    );
+    let before = e.wal_fsyncs();
+    let mut tasks = Vec::new();
+    for w in 0..64i64 {
+        let e = Arc::clone(&e);
+        tasks.push(tokio::spawn(async move {
+            e.write(
+                "metrics",
+                vec![point(&format!("w{w}"), 1.0, NOW - SEC)],
+                WriteOptions::default(),
+            )
+            .await
+            .expect("write")
+            .durable_seq
+            .expect("durable")
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.expect("task"));
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 64, "every write has its own sequence number");
+    let fsyncs = e.wal_fsyncs() - before;
+    assert!(fsyncs < 64, "64 concurrent writes took {fsyncs} fsyncs");
+    assert_eq!(hot_rows(&e), 65);
+}
