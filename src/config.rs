@@ -92,6 +92,7 @@ pub struct StorageFile {
     pub persist_age: Option<String>,
     pub chunk_duration: Option<String>,
     pub wal_segment_size: Option<String>,
+    pub wal_max_batch_delay: Option<String>,
     pub hot_retention: Option<String>,
     pub max_columns_per_table: Option<usize>,
 }
@@ -161,6 +162,9 @@ impl Settings {
         }
         if let Some(v) = &s.wal_segment_size {
             engine.wal_segment_bytes = size("wal_segment_size", v)?;
+        }
+        if let Some(v) = &s.wal_max_batch_delay {
+            engine.wal_max_batch_delay = duration("wal_max_batch_delay", v)?;
         }
         if let Some(v) = &s.hot_retention {
             engine.hot_retention = duration("hot_retention", v)?;

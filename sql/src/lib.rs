@@ -9,6 +9,7 @@
 //! Start with [`QueryEngine`].
 
 pub mod catalog;
+pub mod functions;
 pub mod http;
 pub mod table;
 
@@ -134,7 +135,10 @@ impl QueryEngine {
             .with_catalog_list(Arc::clone(&self.databases) as _)
             .with_default_features()
             .build();
-        Ok(SessionContext::new_with_state(state))
+        let tz = state.config().options().execution.time_zone.clone();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_udf(functions::ClockNow::udf(self.engine.clock(), tz.as_deref()));
+        Ok(ctx)
     }
 
     /// Plans and runs `sql` against database `db` on the query runtime; the returned
