@@ -5,12 +5,15 @@
 //! chunk (it stays visible to queries) and removes it once its Parquet file is in the
 //! catalog; later writes to the same time range start a new chunk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, TimestampNanosecondArray};
+use arrow::array::{Array, BooleanArray, DictionaryArray, StringArray, TimestampNanosecondArray};
 use arrow::compute::filter_record_batch;
+use arrow::datatypes::Int32Type;
 use arrow::record_batch::RecordBatch;
+use datafusion::common::hash_utils::RandomState;
 use strata_catalog::ColumnDef;
 
 use crate::schema::{TIME_COLUMN, add_column, column_def};
@@ -31,6 +34,10 @@ pub struct ChunkStats {
     pub max_seq: u64,
     pub min_time: i64,
     pub max_time: i64,
+    /// Whether two rows of the chunk may share (series, time). False while every row of
+    /// every series came later in time than the series' previous row, the common case
+    /// for metrics; then queries and persistence skip last-write-wins for the chunk.
+    pub may_overlap: bool,
 }
 
 impl ChunkStats {
@@ -58,6 +65,8 @@ pub struct HotChunk {
     pub stats: ChunkStats,
     /// When the chunk received its first write (clock ns).
     pub created_at: i64,
+    /// Latest time seen per series (by series hash), to detect possible overlap.
+    series_last: HashMap<u64, i64>,
 }
 
 /// A chunk being persisted: immutable, still visible to queries.
@@ -154,11 +163,48 @@ fn push(
         batches: Vec::new(),
         stats: ChunkStats::default(),
         created_at: now,
+        series_last: HashMap::new(),
     });
     let before = chunk.stats.bytes;
+    let series_before = chunk.series_last.len();
+    for (h, t) in series_hashes(&batch).into_iter().zip(times) {
+        let last = chunk.series_last.entry(h).or_insert(i64::MIN);
+        if *t <= *last {
+            chunk.stats.may_overlap = true;
+        } else {
+            *last = *t;
+        }
+    }
     chunk.stats.add(seq, &batch, min_t, max_t);
+    // Account for the series map too (key, value and table overhead).
+    chunk.stats.bytes += (chunk.series_last.len() - series_before) * 32;
     chunk.batches.push(SeqBatch { seq, batch });
     chunk.stats.bytes - before
+}
+
+/// A hash of each row's series: its non-null tags as (name, value) pairs, combined so the
+/// order and presence of tag columns in a batch do not matter (a missing tag equals an
+/// empty one). Different series may collide; that only makes overlap detection cautious.
+pub fn series_hashes(batch: &RecordBatch) -> Vec<u64> {
+    let state = RandomState::with_seed(0);
+    let mut out = vec![0u64; batch.num_rows()];
+    for (f, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        let Some(dict) = col.as_any().downcast_ref::<DictionaryArray<Int32Type>>() else {
+            continue;
+        };
+        let Some(values) = dict.values().as_any().downcast_ref::<StringArray>() else {
+            continue;
+        };
+        let value_hash: Vec<u64> = (0..values.len())
+            .map(|i| state.hash_one((f.name().as_str(), values.value(i))))
+            .collect();
+        for (r, k) in dict.keys().iter().enumerate() {
+            if let Some(h) = k.and_then(|k| value_hash.get(k as usize)) {
+                out[r] ^= h;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -192,6 +238,28 @@ mod tests {
             time: t,
             line: 1,
         }
+    }
+
+    #[test]
+    fn overlap_is_detected_only_when_a_series_goes_back_in_time() {
+        let mut t = TableBuffer::default();
+        let apply = |t: &mut TableBuffer, pts: &[Point]| {
+            let refs: Vec<&Point> = pts.iter().collect();
+            apply_batch(t, 1, build_batch(&refs, &cols()).expect("batch"), 100, 0);
+        };
+        let mut other = point(1);
+        other.tags = vec![("host".into(), "b".into())];
+        apply(&mut t, &[point(1), point(2), other.clone()]);
+        apply(&mut t, &[point(3)]);
+        assert!(!t.active[&0].stats.may_overlap);
+        // Host b at an older time than its last: may overlap (it does not, but b's order broke).
+        other.time = 0;
+        apply(&mut t, &[other]);
+        assert!(t.active[&0].stats.may_overlap);
+        // A real duplicate in one batch is caught too.
+        let mut t = TableBuffer::default();
+        apply(&mut t, &[point(5), point(5)]);
+        assert!(t.active[&0].stats.may_overlap);
     }
 
     #[test]

@@ -187,6 +187,8 @@ pub struct HotPiece {
     pub min_time: i64,
     pub max_time: i64,
     pub rows: usize,
+    /// Rows may share (series, time): last-write-wins must run over this piece.
+    pub may_overlap: bool,
     pub batches: Vec<SeqBatch>,
 }
 
@@ -593,6 +595,7 @@ impl Engine {
                 min_time: c.stats.min_time,
                 max_time: c.stats.max_time,
                 rows: c.stats.rows,
+                may_overlap: c.stats.may_overlap,
                 batches: c.batches.clone(),
             })
             .collect();
@@ -602,6 +605,7 @@ impl Engine {
             min_time: c.stats.min_time,
             max_time: c.stats.max_time,
             rows: c.stats.rows,
+            may_overlap: c.stats.may_overlap,
             batches: c.batches.clone(),
         }));
         let files = cat

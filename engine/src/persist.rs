@@ -31,7 +31,7 @@ use parquet::schema::types::ColumnPath;
 use strata_catalog::{ColumnDef, ColumnKind, FieldType};
 
 use crate::buffer::FrozenChunk;
-use crate::dedup::{dedup_plan, ranked_batches, ranked_schema};
+use crate::dedup::{dedup_plan, ranked_batches, ranked_schema, to_table_schema};
 use crate::schema::arrow_schema;
 
 /// Rows per Parquet row group.
@@ -89,10 +89,21 @@ pub async fn dedup_sorted(
     columns: &[ColumnDef],
 ) -> datafusion::common::Result<(SchemaRef, Vec<RecordBatch>)> {
     let schema = arrow_schema(columns);
-    let ranked = ranked_batches(&chunk.batches, &schema)?;
-    let mem = MemTable::try_new(ranked_schema(&schema), vec![ranked])?;
-    let scan = LogicalPlanBuilder::scan("chunk", provider_as_source(Arc::new(mem)), None)?;
-    let deduped = dedup_plan(scan, columns)?;
+    let deduped = if chunk.stats.may_overlap {
+        let ranked = ranked_batches(&chunk.batches, &schema)?;
+        let mem = MemTable::try_new(ranked_schema(&schema), vec![ranked])?;
+        let scan = LogicalPlanBuilder::scan("chunk", provider_as_source(Arc::new(mem)), None)?;
+        dedup_plan(scan, columns)?
+    } else {
+        // No (series, time) repeats in the chunk: sorting is all it needs.
+        let batches = chunk
+            .batches
+            .iter()
+            .map(|b| to_table_schema(&b.batch, &schema))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        let mem = MemTable::try_new(Arc::clone(&schema), vec![batches])?;
+        LogicalPlanBuilder::scan("chunk", provider_as_source(Arc::new(mem)), None)?.build()?
+    };
     let sort: Vec<_> = columns
         .iter()
         .filter(|c| !matches!(c.kind, ColumnKind::Field(_)))

@@ -38,7 +38,9 @@ use datafusion::physical_plan::{
 };
 use datafusion::prelude::ident;
 use strata_catalog::{ColumnKind, ParquetFileMeta};
-use strata_engine::dedup::{dedup_plan, project_to_table, ranked_batches, ranked_schema};
+use strata_engine::dedup::{
+    dedup_plan, project_to_table, ranked_batches, ranked_schema, to_table_schema,
+};
 use strata_engine::schema::{ROW_COLUMN, SEQ_COLUMN, TIME_COLUMN};
 use strata_engine::{HotPiece, TableSnapshot};
 
@@ -147,12 +149,32 @@ impl TableProvider for MetricTable {
             }
             parts.push(b.build()?);
         }
-        let needs_dedup = !hot.is_empty() || !overlapping.is_empty();
+        // Hot pieces alone in their chunk whose rows cannot repeat a (series, time) are
+        // read directly too.
+        let (hot_direct, hot_dedup): (Vec<&HotPiece>, Vec<&HotPiece>) = hot
+            .iter()
+            .partition(|h| !h.may_overlap && per_chunk.get(&h.chunk_start) == Some(&1));
+        if !hot_direct.is_empty() {
+            let mut batches = Vec::new();
+            for h in &hot_direct {
+                for b in &h.batches {
+                    batches.push(to_table_schema(&b.batch, &snap.schema)?);
+                }
+            }
+            let mem = MemTable::try_new(snap.schema.clone(), vec![batches])?;
+            let mut b =
+                LogicalPlanBuilder::scan("hot_direct", provider_as_source(Arc::new(mem)), None)?;
+            if let Some(p) = conjunction(pushed.clone()) {
+                b = b.filter(p)?;
+            }
+            parts.push(b.build()?);
+        }
+        let needs_dedup = !hot_dedup.is_empty() || !overlapping.is_empty();
         if needs_dedup {
             let mut sources: Vec<LogicalPlan> = Vec::new();
-            if !hot.is_empty() {
+            if !hot_dedup.is_empty() {
                 let mut batches = Vec::new();
-                for h in &hot {
+                for h in &hot_dedup {
                     batches.extend(ranked_batches(&h.batches, &snap.schema)?);
                 }
                 let mem = MemTable::try_new(ranked_schema(&snap.schema), vec![batches])?;
@@ -222,6 +244,7 @@ impl TableProvider for MetricTable {
                 files_pruned: total_files - files.len(),
                 files_deduplicated: overlapping.len(),
                 hot_chunks: hot.len(),
+                hot_chunks_deduplicated: hot_dedup.len(),
                 hot_chunks_pruned: snap.hot.len() - hot.len(),
             },
             properties: Arc::clone(inner.properties()),
@@ -405,6 +428,7 @@ pub struct ScanSummary {
     pub files_pruned: usize,
     pub files_deduplicated: usize,
     pub hot_chunks: usize,
+    pub hot_chunks_deduplicated: usize,
     pub hot_chunks_pruned: usize,
 }
 
@@ -422,14 +446,15 @@ impl DisplayAs for TierScanExec {
         let s = &self.summary;
         write!(
             f,
-            "TierScanExec: table={}, tiers=[hot], files={} of {} (pruned {}, deduplicated {}), hot_chunks={} (pruned {})",
+            "TierScanExec: table={}, tiers=[hot], files={} of {} (pruned {}, deduplicated {}), hot_chunks={} (pruned {}, deduplicated {})",
             s.table,
             s.files_scanned,
             s.files_total,
             s.files_pruned,
             s.files_deduplicated,
             s.hot_chunks,
-            s.hot_chunks_pruned
+            s.hot_chunks_pruned,
+            s.hot_chunks_deduplicated
         )
     }
 }
