@@ -118,7 +118,19 @@ async fn main() -> Res<()> {
     )
     .await?;
 
-    // Wait for persistence (chunks are old, persist age 2 s).
+    // Phase 2: restart with a short persist age. Start-up replays the WAL (timed), then
+    // every chunk is persisted.
+    drop(server);
+    let started = Instant::now();
+    let server = Strata::start(
+        &a.strata,
+        dir.path(),
+        &["--chunk-duration", "10m", "--persist-age", "1s"],
+    )?;
+    println!(
+        "restart after kill: WAL replay of {points} points and start-up in {:.2?}",
+        started.elapsed()
+    );
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let t = query(
