@@ -78,7 +78,15 @@ pub fn parse(body: &str, precision: Precision, default_time: i64) -> (Vec<Point>
         let parsed = match parse_lines(text).next() {
             Some(Ok(p)) => p,
             Some(Err(e)) => {
-                errors.push(LineError::new(line_no, text, e.to_string()));
+                let msg = e.to_string();
+                let msg = if msg.starts_with("A generic parsing error occurred") {
+                    format!(
+                        "not valid line protocol, expected `measurement[,tag=value...] field=value[,field=value...] [timestamp]` ({msg})"
+                    )
+                } else {
+                    msg
+                };
+                errors.push(LineError::new(line_no, text, msg));
                 continue;
             }
             None => continue,
@@ -164,6 +172,11 @@ mod tests {
         let lines: Vec<usize> = errs.iter().map(|e| e.line_number).collect();
         assert_eq!(lines, vec![4, 6]);
         assert_eq!(errs[0].original_line, "cpu");
+        let (_, errs) = parse("broken", Precision::Nanosecond, 0);
+        assert!(
+            errs[0].error_message.contains("expected `measurement"),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Starting, stopping and talking to a real `strata serve` process.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use strata_benchmarks::server::spawn as spawn_strata;
 
 pub struct Server {
     child: Child,
@@ -116,35 +116,8 @@ impl Drop for Server {
 }
 
 fn spawn(data_dir: &Path, extra: &[String]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args([
-            "--http-addr",
-            "127.0.0.1:0",
-            "--flight-addr",
-            "127.0.0.1:0",
-            "--pg-addr",
-            "127.0.0.1:0",
-        ])
-        .args(extra)
-        .env("STRATA_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start strata");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read listening line");
-    let http = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .unwrap_or_else(|| panic!("no listening line, got {line:?}"))
-        .to_string();
-    (child, http)
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    spawn_strata(Path::new(env!("CARGO_BIN_EXE_strata")), data_dir, &extra).expect("start strata")
 }
 
 pub fn f64_of(v: &Value) -> f64 {
