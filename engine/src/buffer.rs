@@ -211,23 +211,10 @@ pub fn series_hashes(batch: &RecordBatch) -> Vec<u64> {
 mod tests {
     use super::*;
     use crate::write::{FieldValue, Point, build_batch};
-    use strata_catalog::{ColumnKind, FieldType};
+    use strata_catalog::FieldType;
 
     fn cols() -> Vec<ColumnDef> {
-        vec![
-            ColumnDef {
-                name: "host".into(),
-                kind: ColumnKind::Tag,
-            },
-            ColumnDef {
-                name: "time".into(),
-                kind: ColumnKind::Time,
-            },
-            ColumnDef {
-                name: "v".into(),
-                kind: ColumnKind::Field(FieldType::Float),
-            },
-        ]
+        crate::schema::test_columns(&[("v", FieldType::Float)])
     }
 
     fn point(t: i64) -> Point {

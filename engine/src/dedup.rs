@@ -121,27 +121,10 @@ mod tests {
     use arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::{MemTable, provider_as_source};
     use datafusion::prelude::SessionContext;
-    use strata_catalog::{ColumnKind, FieldType};
+    use strata_catalog::FieldType;
 
     fn cols() -> Vec<ColumnDef> {
-        vec![
-            ColumnDef {
-                name: "host".into(),
-                kind: ColumnKind::Tag,
-            },
-            ColumnDef {
-                name: "time".into(),
-                kind: ColumnKind::Time,
-            },
-            ColumnDef {
-                name: "a".into(),
-                kind: ColumnKind::Field(FieldType::Integer),
-            },
-            ColumnDef {
-                name: "b".into(),
-                kind: ColumnKind::Field(FieldType::Integer),
-            },
-        ]
+        crate::schema::test_columns(&[("a", FieldType::Integer), ("b", FieldType::Integer)])
     }
 
     fn batch(fields: Vec<(&str, i64)>, t: i64) -> RecordBatch {

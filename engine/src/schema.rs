@@ -102,3 +102,23 @@ pub fn add_column(columns: &mut Vec<ColumnDef>, c: ColumnDef) {
     };
     columns.insert(pos, c);
 }
+
+/// Columns `host` (tag), `time`, then the given fields: the shape unit tests use.
+#[cfg(test)]
+pub(crate) fn test_columns(fields: &[(&str, FieldType)]) -> Vec<ColumnDef> {
+    let mut cols = vec![
+        ColumnDef {
+            name: "host".into(),
+            kind: ColumnKind::Tag,
+        },
+        ColumnDef {
+            name: TIME_COLUMN.into(),
+            kind: ColumnKind::Time,
+        },
+    ];
+    cols.extend(fields.iter().map(|(name, t)| ColumnDef {
+        name: (*name).into(),
+        kind: ColumnKind::Field(*t),
+    }));
+    cols
+}
