@@ -243,9 +243,18 @@ async fn wal_is_truncated_after_persistence_and_replay_skips_persisted_rows() {
     let cat = e.catalog_snapshot();
     assert_eq!(cat.table("metrics", "cpu").expect("table").files.len(), 1);
     e.persist(true).await.expect("persist");
-    // Only the segment being written remains once everything is persisted.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(wal_files(), 1);
+    // Only the segment being written remains once everything is persisted. The WAL thread
+    // deletes segments asynchronously: wait for that condition, with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while wal_files() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "WAL segments left: {}",
+            wal_files()
+        );
+        tokio::task::yield_now().await;
+        std::thread::yield_now();
+    }
 }
 
 #[tokio::test]
