@@ -37,8 +37,10 @@ use datafusion::prelude::SessionContext;
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::RwLock;
+use std::sync::mpsc::TryRecvError;
 use strata_catalog::{Catalog, CatalogState, ColumnDef, ParquetFileMeta, Tier};
-use tokio::sync::{Notify, mpsc, oneshot};
+
+use tokio::sync::{Notify, oneshot};
 
 use crate::buffer::{FrozenChunk, SeqBatch, TableBuffer, apply_batch};
 use crate::clock::Clock;
@@ -272,7 +274,7 @@ impl Drop for AbortOnDrop {
 /// The storage engine. Cheap to share behind an `Arc`.
 pub struct Engine {
     shared: Arc<Shared>,
-    wal_tx: mpsc::UnboundedSender<WalMsg>,
+    wal_tx: std::sync::mpsc::Sender<WalMsg>,
     persist_lock: tokio::sync::Mutex<()>,
     df: SessionContext,
     persister: parking_lot::Mutex<Option<AbortOnDrop>>,
@@ -366,7 +368,7 @@ impl Engine {
         shared.state.write().applied_seq = next_seq - 1;
 
         let segment = SegmentWriter::create(&wal_dir(&shared.config.data_dir), next_seq)?;
-        let (wal_tx, wal_rx) = mpsc::unbounded_channel();
+        let (wal_tx, wal_rx) = std::sync::mpsc::channel();
         let wal_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("strata-wal".into())
@@ -956,7 +958,7 @@ fn wal_thread(
     shared: Arc<Shared>,
     mut segment: SegmentWriter,
     mut next_seq: u64,
-    mut rx: mpsc::UnboundedReceiver<WalMsg>,
+    rx: std::sync::mpsc::Receiver<WalMsg>,
 ) {
     let dir = wal_dir(&shared.config.data_dir);
     let max_group = shared.config.wal_max_group_bytes;
@@ -965,9 +967,9 @@ fn wal_thread(
     loop {
         let first = match pending.take() {
             Some(m) => m,
-            None => match rx.blocking_recv() {
-                Some(m) => m,
-                None => return,
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => return,
             },
         };
         let mut group = vec![first];
@@ -978,8 +980,22 @@ fn wal_thread(
         let deadline = std::time::Instant::now() + max_delay;
         let mut approx = 0usize;
         while approx < max_group {
-            match rx.try_recv() {
-                Ok(m @ WalMsg::Write { .. }) => {
+            let next = match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(TryRecvError::Disconnected) => None,
+                Err(TryRecvError::Empty) => {
+                    let waiting_for_more = shared.sync_writes_in_flight.load(Ordering::Acquire)
+                        > group.iter().filter(|m| m.is_sync_write()).count();
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if waiting_for_more && !left.is_zero() {
+                        rx.recv_timeout(left).ok()
+                    } else {
+                        None
+                    }
+                }
+            };
+            match next {
+                Some(m @ WalMsg::Write { .. }) => {
                     if let WalMsg::Write { tables, .. } = &m {
                         approx += tables
                             .iter()
@@ -988,19 +1004,11 @@ fn wal_thread(
                     }
                     group.push(m);
                 }
-                Ok(m) => {
+                Some(m) => {
                     control.push(m);
                     break;
                 }
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    let waiting_for_more = shared.sync_writes_in_flight.load(Ordering::Acquire)
-                        > group.iter().filter(|m| m.is_sync_write()).count();
-                    if !waiting_for_more || std::time::Instant::now() >= deadline {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_micros(20));
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                None => break,
             }
         }
         metrics::histogram!("strata_wal_group_writes").record(group.len() as f64);
