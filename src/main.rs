@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use arrow_flight::flight_service_server::FlightServiceServer;
 use axum::Router;
 use axum::routing::get;
 use clap::Parser;
@@ -66,18 +67,24 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     let query = QueryEngine::new(Arc::clone(&engine), settings.query.clone())?;
 
+    let grpc = strata_sql::flight::service(query.clone())?;
+
     let http = TcpListener::bind(settings.http_addr)
         .await
         .map_err(|e| bind_error("HTTP", settings.http_addr, e))?;
-    // Flight SQL and PostgreSQL wire are served from their own issue; their ports are
-    // reserved now so the address contract (and the listening line) is stable.
     let flight = TcpListener::bind(settings.flight_addr)
         .await
         .map_err(|e| bind_error("Flight SQL", settings.flight_addr, e))?;
+    // PostgreSQL wire is served from its own slice of the frontends issue; the port is
+    // reserved now so the address contract (and the listening line) is stable.
     let pg = TcpListener::bind(settings.pg_addr)
         .await
         .map_err(|e| bind_error("PostgreSQL", settings.pg_addr, e))?;
-    let app = router(Arc::clone(&engine), query, metrics, settings.ingest.clone());
+    let app = GrpcOrHttp {
+        http: router(Arc::clone(&engine), query, metrics, settings.ingest.clone()),
+        grpc: grpc.clone(),
+    };
+    let flight_addr = flight.local_addr()?;
 
     {
         let mut out = std::io::stdout().lock();
@@ -85,18 +92,37 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             out,
             "strata listening http={} flight={} pg={}",
             http.local_addr()?,
-            flight.local_addr()?,
+            flight_addr,
             pg.local_addr()?
         )?;
         out.flush()?;
     }
 
-    axum::serve(http, app)
+    // Query servers stop last: after intake has stopped and the WAL is flushed.
+    let (stop_queries, mut queries_stopped) = tokio::sync::watch::channel(false);
+    let flight_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(grpc)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(flight).with_nodelay(Some(true)),
+                async move {
+                    let _ = queries_stopped.changed().await;
+                },
+            ),
+    );
+
+    axum::serve(http, axum::ServiceExt::into_make_service(app))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("intake stopped; flushing the WAL");
     engine.shutdown().await;
-    drop((flight, pg));
+    let _ = stop_queries.send(true);
+    match flight_server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "Flight SQL server stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "Flight SQL server task failed"),
+    }
+    drop(pg);
     tracing::info!("shutdown complete");
     Ok(())
 }
@@ -131,6 +157,48 @@ fn router(
         .merge(strata_sql::http::router(query))
         .layer(axum::middleware::from_fn(resolve_identity))
         .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// The HTTP port also serves Flight SQL, as InfluxDB 3 does (its clients use one address
+/// for writes and queries): requests with `content-type: application/grpc…` go to the
+/// gRPC service (HTTP/2, cleartext with prior knowledge), everything else to the router.
+#[derive(Clone)]
+struct GrpcOrHttp {
+    http: Router,
+    grpc: FlightServiceServer<strata_sql::flight::Frontend>,
+}
+
+impl tower::Service<axum::extract::Request> for GrpcOrHttp {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+        let is_grpc = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc"));
+        if is_grpc {
+            let mut grpc = self.grpc.clone();
+            Box::pin(async move {
+                let Ok(response) = tower::Service::call(&mut grpc, req).await;
+                Ok(response.map(axum::body::Body::new))
+            })
+        } else {
+            let mut http = self.http.clone();
+            Box::pin(async move { tower::Service::call(&mut http, req).await })
+        }
+    }
 }
 
 /// The one place HTTP callers are resolved to an identity; handlers read it from the

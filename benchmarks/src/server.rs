@@ -7,11 +7,37 @@ use std::process::{Child, Command, Stdio};
 pub struct Strata {
     pub child: Child,
     pub http: String,
+    pub addrs: Addrs,
+}
+
+/// The addresses of the `strata listening http=… flight=… pg=…` line.
+#[derive(Debug, Clone, Default)]
+pub struct Addrs {
+    pub http: String,
+    pub flight: String,
+    pub pg: String,
+}
+
+impl Addrs {
+    fn parse(line: &str) -> Option<Self> {
+        let mut a = Self::default();
+        for word in line.split_whitespace() {
+            if let Some((k, v)) = word.split_once('=') {
+                match k {
+                    "http" => a.http = v.to_string(),
+                    "flight" => a.flight = v.to_string(),
+                    "pg" => a.pg = v.to_string(),
+                    _ => {}
+                }
+            }
+        }
+        (!a.http.is_empty() && !a.flight.is_empty() && !a.pg.is_empty()).then_some(a)
+    }
 }
 
 /// Starts `strata serve` on free ports with data in `data_dir`; returns the process and
-/// the HTTP address from its `strata listening …` line. Stderr is inherited.
-pub fn spawn(binary: &Path, data_dir: &Path, extra: &[&str]) -> std::io::Result<(Child, String)> {
+/// the addresses from its `strata listening …` line. Stderr is inherited.
+pub fn spawn(binary: &Path, data_dir: &Path, extra: &[&str]) -> std::io::Result<(Child, Addrs)> {
     let mut child = Command::new(binary)
         .arg("serve")
         .arg("--data-dir")
@@ -34,11 +60,8 @@ pub fn spawn(binary: &Path, data_dir: &Path, extra: &[&str]) -> std::io::Result<
     };
     let mut line = String::new();
     BufReader::new(out).read_line(&mut line)?;
-    match line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-    {
-        Some(http) => Ok((child, http.to_string())),
+    match Addrs::parse(&line) {
+        Some(addrs) => Ok((child, addrs)),
         None => {
             let _ = child.kill();
             let _ = child.wait();
@@ -51,8 +74,12 @@ pub fn spawn(binary: &Path, data_dir: &Path, extra: &[&str]) -> std::io::Result<
 
 impl Strata {
     pub fn start(binary: &Path, data_dir: &Path, extra: &[&str]) -> std::io::Result<Self> {
-        let (child, http) = spawn(binary, data_dir, extra)?;
-        Ok(Self { child, http })
+        let (child, addrs) = spawn(binary, data_dir, extra)?;
+        Ok(Self {
+            child,
+            http: addrs.http.clone(),
+            addrs,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -12,6 +12,7 @@ use datafusion::datasource::TableProvider;
 use datafusion::datasource::memory::MemTable;
 use strata_engine::Engine;
 
+use crate::DEFAULT_DATABASE;
 use crate::table::MetricTable;
 
 pub const PUBLIC_SCHEMA: &str = "public";
@@ -40,11 +41,16 @@ impl CatalogProviderList for DatabaseList {
     }
 
     fn catalog_names(&self) -> Vec<String> {
-        self.engine.databases()
+        let mut names = self.engine.databases();
+        if !names.iter().any(|n| n == DEFAULT_DATABASE) {
+            names.push(DEFAULT_DATABASE.to_string());
+            names.sort();
+        }
+        names
     }
 
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
-        self.engine.has_database(name).then(|| {
+        (self.engine.has_database(name) || name == DEFAULT_DATABASE).then(|| {
             Arc::new(Database {
                 engine: Arc::clone(&self.engine),
                 db: name.to_string(),

@@ -16,9 +16,7 @@ use axum::routing::get;
 use futures::TryStreamExt;
 use serde::Deserialize;
 
-use crate::{Error, QueryEngine};
-
-pub const DEFAULT_DATABASE: &str = "metrics";
+use crate::{DEFAULT_DATABASE, Error, QueryEngine};
 
 /// The query routes. The binary merges this router with the others.
 pub fn router(q: QueryEngine) -> Router {

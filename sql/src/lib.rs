@@ -1,16 +1,18 @@
 //! `strata-sql` answers SQL over the engine's data with Apache DataFusion: every database
 //! is a DataFusion catalog (schemas `public`, `system`, `information_schema`), every
 //! metric a [`table::MetricTable`] over hot chunks and Parquet files. It serves the HTTP
-//! query API ([`http`]); Flight SQL and PostgreSQL wire come next, on the same
-//! [`QueryEngine`].
+//! query API ([`http`]) and Arrow Flight SQL ([`flight`]) on the same [`QueryEngine`];
+//! results leave through one type normalisation ([`normalize`]).
 //!
 //! It must not write data, and SQL must never reach the server's filesystem or network:
 //! DDL, DML, `COPY` and statements are refused for callers (see [`QueryEngine::query`]).
 //! Start with [`QueryEngine`].
 
 pub mod catalog;
+pub mod flight;
 pub mod functions;
 pub mod http;
+pub mod normalize;
 pub mod table;
 
 use std::sync::Arc;
@@ -21,7 +23,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -45,6 +48,20 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The database a request without one goes to. It always exists (empty until written
+/// to), so clients that connect before the first write can run `SELECT 1` and list tables.
+pub const DEFAULT_DATABASE: &str = "metrics";
+
+/// What planning a statement tells before it runs.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// The result schema, as DataFusion plans it (see [`normalize`] for the wire form).
+    pub schema: SchemaRef,
+    /// The placeholders `$1, $2, …` in order, with the type inferred from their use;
+    /// a placeholder whose type cannot be inferred is text.
+    pub parameters: Vec<Field>,
+}
 
 /// Query limits and resources.
 #[derive(Debug, Clone)]
@@ -120,9 +137,15 @@ impl QueryEngine {
         &self.engine
     }
 
+    /// Every database, the default one included, sorted.
+    pub fn database_names(&self) -> Vec<String> {
+        use datafusion::catalog::CatalogProviderList as _;
+        self.databases.catalog_names()
+    }
+
     /// A session whose default catalog is `db` and default schema `public`.
     pub fn session(&self, db: &str) -> Result<SessionContext> {
-        if !self.engine.has_database(db) {
+        if !self.engine.has_database(db) && db != DEFAULT_DATABASE {
             return Err(Error::UnknownDatabase(db.to_string()));
         }
         let config = SessionConfig::new()
@@ -150,8 +173,18 @@ impl QueryEngine {
         db: &str,
         sql: &str,
     ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        self.query_with_params(db, sql, Vec::new()).await
+    }
+
+    /// [`Self::query`] with values for the placeholders `$1, $2, …` (none: no placeholders).
+    pub async fn query_with_params(
+        &self,
+        db: &str,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let started = Instant::now();
-        let result = self.start(db, sql).await;
+        let result = self.start(db, sql, params).await;
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!("strata_queries_total", "outcome" => outcome).increment(1);
         metrics::histogram!("strata_query_planning_seconds")
@@ -159,7 +192,42 @@ impl QueryEngine {
         result
     }
 
-    async fn start(&self, db: &str, sql: &str) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    /// Plans `sql` without running it: its result schema and parameters. Refuses what
+    /// [`Self::query`] refuses.
+    pub async fn describe(&self, db: &str, sql: &str) -> Result<Described> {
+        let ctx = self.session(db)?;
+        let df = ctx.sql_with_options(sql, sql_options()).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut found: Vec<(String, Option<arrow::datatypes::FieldRef>)> = df
+            .logical_plan()
+            .get_parameter_fields()?
+            .into_iter()
+            .collect();
+        // `$2` sorts after `$10` as text: order by the number after the `$`.
+        found.sort_by_key(|(id, _)| {
+            (
+                id.trim_start_matches('$')
+                    .parse::<u64>()
+                    .unwrap_or(u64::MAX),
+                id.clone(),
+            )
+        });
+        let parameters = found
+            .into_iter()
+            .map(|(id, f)| {
+                let dt = f.map_or(DataType::Utf8, |f| f.data_type().clone());
+                Field::new(id, dt, true)
+            })
+            .collect();
+        Ok(Described { schema, parameters })
+    }
+
+    async fn start(
+        &self,
+        db: &str,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let ctx = self.session(db)?;
         let sql = sql.to_string();
         let limit = self.config.timeout;
@@ -172,7 +240,8 @@ impl QueryEngine {
         };
         rt.spawn(async move {
             let deadline = tokio::time::Instant::now() + limit;
-            let mut stream = match tokio::time::timeout_at(deadline, plan(&ctx, &sql)).await {
+            let planned = plan(&ctx, &sql, params);
+            let mut stream = match tokio::time::timeout_at(deadline, planned).await {
                 Err(_) => {
                     let _ = schema_tx.send(Err(Error::Timeout(limit)));
                     return;
@@ -215,12 +284,23 @@ impl QueryEngine {
     }
 }
 
-async fn plan(ctx: &SessionContext, sql: &str) -> Result<(SchemaRef, SendableRecordBatchStream)> {
-    let options = SQLOptions::new()
+/// Queries only: no DDL, DML (`COPY … TO` included) or statements.
+fn sql_options() -> SQLOptions {
+    SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
-        .with_allow_statements(false);
-    let df = ctx.sql_with_options(sql, options).await?;
+        .with_allow_statements(false)
+}
+
+async fn plan(
+    ctx: &SessionContext,
+    sql: &str,
+    params: Vec<ScalarValue>,
+) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    let mut df = ctx.sql_with_options(sql, sql_options()).await?;
+    if !params.is_empty() {
+        df = df.with_param_values(params)?;
+    }
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let stream = df.execute_stream().await?;
     Ok((schema, stream))

@@ -1,3 +1,4 @@
 mod durability;
+mod flight;
 mod server;
 mod writes;

@@ -5,11 +5,15 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use strata_benchmarks::server::spawn as spawn_strata;
+use strata_benchmarks::server::{Addrs, spawn as spawn_strata};
 
 pub struct Server {
     child: Child,
     pub http: String,
+    /// The Flight SQL (gRPC) address.
+    pub flight: String,
+    /// The PostgreSQL wire address.
+    pub pg: String,
     pub data_dir: PathBuf,
     extra: Vec<String>,
     pub client: reqwest::Client,
@@ -19,10 +23,12 @@ impl Server {
     /// Starts `strata serve` on free ports with data in `data_dir`.
     pub async fn start(data_dir: &Path, extra: &[&str]) -> Self {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, http) = spawn(data_dir, &extra);
+        let (child, addrs) = spawn(data_dir, &extra);
         Self {
             child,
-            http,
+            http: addrs.http,
+            flight: addrs.flight,
+            pg: addrs.pg,
             data_dir: data_dir.to_path_buf(),
             extra,
             client: reqwest::Client::new(),
@@ -59,9 +65,11 @@ impl Server {
 
     /// Starts the server again on the same data directory.
     pub async fn restart(&mut self) {
-        let (child, http) = spawn(&self.data_dir, &self.extra);
+        let (child, addrs) = spawn(&self.data_dir, &self.extra);
         self.child = child;
-        self.http = http;
+        self.http = addrs.http;
+        self.flight = addrs.flight;
+        self.pg = addrs.pg;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -115,7 +123,7 @@ impl Drop for Server {
     }
 }
 
-fn spawn(data_dir: &Path, extra: &[String]) -> (Child, String) {
+fn spawn(data_dir: &Path, extra: &[String]) -> (Child, Addrs) {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     spawn_strata(Path::new(env!("CARGO_BIN_EXE_strata")), data_dir, &extra).expect("start strata")
 }
