@@ -14,6 +14,18 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# Real client libraries the end-to-end tests drive (ADBC Flight SQL, influxdb3-python,
+# psycopg), in a virtualenv outside the clone, reinstalled when the pins change.
+VENV="${STRATA_VENV:-$HOME/.cache/strata/venv}"
+REQUIREMENTS=tests/python/requirements.txt
+if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$REQUIREMENTS" "$VENV/.strata-requirements"; then
+  echo "== installing Python test clients into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  cp "$REQUIREMENTS" "$VENV/.strata-requirements"
+fi
+export STRATA_PYTHON="$VENV/bin/python"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

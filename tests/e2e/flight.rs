@@ -97,7 +97,7 @@ fn code_of(e: arrow_flight::error::FlightError) -> tonic::Code {
 
 /// `cpu` in database `fleet`: hosts a and b, 10 points one second apart from the
 /// returned start (an hour ago, a multiple of 10 s), usage = i (a) and 10 + i (b).
-async fn write_fleet(s: &Server) -> i64 {
+pub(super) async fn write_fleet(s: &Server) -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")

@@ -1,3 +1,4 @@
+mod clients;
 mod durability;
 mod flight;
 mod server;
