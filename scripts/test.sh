@@ -14,6 +14,14 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# psql, a real PostgreSQL client the end-to-end tests drive (Debian's package).
+if ! command -v psql >/dev/null 2>&1; then
+  echo "== installing postgresql-client (psql)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-client
+fi
+
 # Real client libraries the end-to-end tests drive (ADBC Flight SQL, influxdb3-python,
 # psycopg), in a virtualenv outside the clone, reinstalled when the pins change.
 VENV="${STRATA_VENV:-$HOME/.cache/strata/venv}"

@@ -75,13 +75,16 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let flight = TcpListener::bind(settings.flight_addr)
         .await
         .map_err(|e| bind_error("Flight SQL", settings.flight_addr, e))?;
-    // PostgreSQL wire is served from its own slice of the frontends issue; the port is
-    // reserved now so the address contract (and the listening line) is stable.
     let pg = TcpListener::bind(settings.pg_addr)
         .await
         .map_err(|e| bind_error("PostgreSQL", settings.pg_addr, e))?;
     let app = GrpcOrHttp {
-        http: router(Arc::clone(&engine), query, metrics, settings.ingest.clone()),
+        http: router(
+            Arc::clone(&engine),
+            query.clone(),
+            metrics,
+            settings.ingest.clone(),
+        ),
         grpc: grpc.clone(),
     };
     let flight_addr = flight.local_addr()?;
@@ -100,6 +103,10 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     // Query servers stop last: after intake has stopped and the WAL is flushed.
     let (stop_queries, mut queries_stopped) = tokio::sync::watch::channel(false);
+    let mut pg_stopped = queries_stopped.clone();
+    let pg_server = tokio::spawn(strata_sql::pg::serve(pg, query, async move {
+        let _ = pg_stopped.changed().await;
+    }));
     let flight_server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(grpc)
@@ -122,7 +129,9 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         Ok(Err(e)) => tracing::warn!(error = %e, "Flight SQL server stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "Flight SQL server task failed"),
     }
-    drop(pg);
+    if let Err(e) = pg_server.await {
+        tracing::warn!(error = %e, "PostgreSQL server task failed");
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `strata-sql` answers SQL over the engine's data with Apache DataFusion: every database
 //! is a DataFusion catalog (schemas `public`, `system`, `information_schema`), every
 //! metric a [`table::MetricTable`] over hot chunks and Parquet files. It serves the HTTP
-//! query API ([`http`]) and Arrow Flight SQL ([`flight`]) on the same [`QueryEngine`];
+//! query API ([`http`]), Arrow Flight SQL ([`flight`]) and the PostgreSQL wire protocol
+//! ([`pg`]) on the same [`QueryEngine`];
 //! results leave through one type normalisation ([`normalize`]).
 //!
 //! It must not write data, and SQL must never reach the server's filesystem or network:
@@ -13,6 +14,7 @@ pub mod flight;
 pub mod functions;
 pub mod http;
 pub mod normalize;
+pub mod pg;
 pub mod table;
 
 use std::sync::Arc;
@@ -48,6 +50,12 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether a DataFusion planning error says a table does not exist (DataFusion has no
+/// variant for it; the frontends map it to gRPC NotFound and SQLSTATE 42P01).
+pub(crate) fn is_missing_table(plan_error: &str) -> bool {
+    plan_error.starts_with("table '") && plan_error.ends_with("not found")
+}
 
 /// The database a request without one goes to. It always exists (empty until written
 /// to), so clients that connect before the first write can run `SELECT 1` and list tables.
@@ -143,8 +151,23 @@ impl QueryEngine {
         self.databases.catalog_names()
     }
 
+    /// Every database as DataFusion catalogs (looked up live).
+    pub fn catalogs(&self) -> Arc<DatabaseList> {
+        Arc::clone(&self.databases)
+    }
+
     /// A session whose default catalog is `db` and default schema `public`.
     pub fn session(&self, db: &str) -> Result<SessionContext> {
+        self.session_with(db, Arc::clone(&self.databases) as _)
+    }
+
+    /// [`Self::session`] over `catalogs`, a view of [`Self::catalogs`] that a frontend
+    /// extends (the PostgreSQL wire adds `pg_catalog`).
+    pub fn session_with(
+        &self,
+        db: &str,
+        catalogs: Arc<dyn datafusion::catalog::CatalogProviderList>,
+    ) -> Result<SessionContext> {
         if !self.engine.has_database(db) && db != DEFAULT_DATABASE {
             return Err(Error::UnknownDatabase(db.to_string()));
         }
@@ -155,7 +178,7 @@ impl QueryEngine {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))
-            .with_catalog_list(Arc::clone(&self.databases) as _)
+            .with_catalog_list(catalogs)
             .with_default_features()
             .build();
         let tz = state.config().options().execution.time_zone.clone();
@@ -184,12 +207,33 @@ impl QueryEngine {
         params: Vec<ScalarValue>,
     ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let started = Instant::now();
-        let result = self.start(db, sql, params).await;
+        let result = match self.session(db) {
+            Ok(ctx) => self.start(ctx, Work::Sql(sql.to_string(), params)).await,
+            Err(e) => Err(e),
+        };
+        Self::count(started, &result);
+        result
+    }
+
+    /// Runs an already planned statement in `ctx` (a session made by
+    /// [`Self::session_with`]) under the same rules, runtime and limits as
+    /// [`Self::query`]. For frontends that parse SQL in their own dialect.
+    pub async fn execute_plan(
+        &self,
+        ctx: SessionContext,
+        plan: datafusion::logical_expr::LogicalPlan,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        let started = Instant::now();
+        let result = self.start(ctx, Work::Plan(Box::new(plan))).await;
+        Self::count(started, &result);
+        result
+    }
+
+    fn count<T>(started: Instant, result: &Result<T>) {
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!("strata_queries_total", "outcome" => outcome).increment(1);
         metrics::histogram!("strata_query_planning_seconds")
             .record(started.elapsed().as_secs_f64());
-        result
     }
 
     /// Plans `sql` without running it: its result schema and parameters. Refuses what
@@ -224,12 +268,9 @@ impl QueryEngine {
 
     async fn start(
         &self,
-        db: &str,
-        sql: &str,
-        params: Vec<ScalarValue>,
+        ctx: SessionContext,
+        work: Work,
     ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
-        let ctx = self.session(db)?;
-        let sql = sql.to_string();
         let limit = self.config.timeout;
         let (schema_tx, schema_rx) = oneshot::channel::<Result<SchemaRef>>();
         let (tx, rx) = mpsc::channel::<datafusion::error::Result<RecordBatch>>(2);
@@ -240,7 +281,7 @@ impl QueryEngine {
         };
         rt.spawn(async move {
             let deadline = tokio::time::Instant::now() + limit;
-            let planned = plan(&ctx, &sql, params);
+            let planned = plan(&ctx, work);
             let mut stream = match tokio::time::timeout_at(deadline, planned).await {
                 Err(_) => {
                     let _ = schema_tx.send(Err(Error::Timeout(limit)));
@@ -292,15 +333,26 @@ fn sql_options() -> SQLOptions {
         .with_allow_statements(false)
 }
 
-async fn plan(
-    ctx: &SessionContext,
-    sql: &str,
-    params: Vec<ScalarValue>,
-) -> Result<(SchemaRef, SendableRecordBatchStream)> {
-    let mut df = ctx.sql_with_options(sql, sql_options()).await?;
-    if !params.is_empty() {
-        df = df.with_param_values(params)?;
-    }
+/// What a query task plans: SQL text (with placeholder values) or a ready plan.
+enum Work {
+    Sql(String, Vec<ScalarValue>),
+    Plan(Box<datafusion::logical_expr::LogicalPlan>),
+}
+
+async fn plan(ctx: &SessionContext, work: Work) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    let df = match work {
+        Work::Sql(sql, params) => {
+            let mut df = ctx.sql_with_options(&sql, sql_options()).await?;
+            if !params.is_empty() {
+                df = df.with_param_values(params)?;
+            }
+            df
+        }
+        Work::Plan(plan) => {
+            sql_options().verify_plan(&plan)?;
+            ctx.execute_logical_plan(*plan).await?
+        }
+    };
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let stream = df.execute_stream().await?;
     Ok((schema, stream))

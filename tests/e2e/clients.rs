@@ -26,7 +26,7 @@ fn python() -> PathBuf {
     path
 }
 
-fn run_script(script: &str, args: &[&str]) {
+pub(super) fn run_script(script: &str, args: &[&str]) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/python")
         .join(script);

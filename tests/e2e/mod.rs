@@ -1,5 +1,6 @@
 mod clients;
 mod durability;
 mod flight;
+mod pg;
 mod server;
 mod writes;

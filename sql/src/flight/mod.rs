@@ -281,9 +281,7 @@ fn status(e: Error) -> Status {
 fn df_status(e: &DataFusionError) -> Status {
     let message = e.to_string();
     match e.find_root() {
-        DataFusionError::Plan(m) if m.starts_with("table '") && m.ends_with("not found") => {
-            Status::not_found(message)
-        }
+        DataFusionError::Plan(m) if crate::is_missing_table(m) => Status::not_found(message),
         DataFusionError::SQL(..)
         | DataFusionError::Plan(_)
         | DataFusionError::SchemaError(..)
