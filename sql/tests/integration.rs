@@ -1,4 +1,5 @@
-//! SQL behaviour as sqllogictest files (`tests/slt/*.slt`), run over a real engine and
+//! SQL behaviour as sqllogictest files (and Flight SQL metadata as snapshots,
+//! `metadata.rs`) (`tests/slt/*.slt`), run over a real engine and
 //! our own DataFusion session. Regenerate expected output with
 //! `STRATA_SLT_COMPLETE=1 cargo nextest run -p strata-sql slt` and review the diff.
 //!
@@ -6,4 +7,5 @@
 //! `write_lp <database>` writes the following lines (nanosecond timestamps).
 
 mod limits;
+mod metadata;
 mod slt;
