@@ -151,6 +151,66 @@ async fn tokio_postgres_simple_and_extended() {
         .collect();
     assert_eq!(avgs, [2.0, 7.0]);
 
+    // A placeholder whose type nothing tells is text, as in PostgreSQL.
+    let stmt = c.prepare("SELECT $1 AS x").await.expect("prepare untyped");
+    assert_eq!(stmt.params(), [Type::TEXT]);
+    let row = c
+        .query_one(&stmt, &[&"hello"])
+        .await
+        .expect("untyped param");
+    assert_eq!(row.get::<_, String>(0), "hello");
+
+    // Grafana's PostgreSQL data source: version probe and query-builder metadata.
+    assert_eq!(
+        simple(
+            &c,
+            "SELECT current_setting('server_version_num')::int/100 AS version"
+        )
+        .await,
+        [[Some("1510".to_string())]]
+    );
+    let search_path = "quote_ident(table_schema) IN (SELECT CASE WHEN trim(s[i]) = '\"$user\"' \
+        THEN user ELSE trim(s[i]) END FROM generate_series(\
+        array_lower(string_to_array(current_setting('search_path'),','),1), \
+        array_upper(string_to_array(current_setting('search_path'),','),1)) AS i, \
+        string_to_array(current_setting('search_path'),',') s)";
+    let tables = simple(
+        &c,
+        &format!(
+            "SELECT CASE WHEN {search_path} THEN quote_ident(table_name) \
+             ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END AS \"table\" \
+             FROM information_schema.tables \
+             WHERE quote_ident(table_schema) NOT IN ('information_schema', 'pg_catalog') \
+             ORDER BY CASE WHEN {search_path} THEN 0 ELSE 1 END, 1"
+        ),
+    )
+    .await;
+    assert_eq!(tables[0][0].as_deref(), Some("cpu"), "{tables:?}");
+    let columns = simple(
+        &c,
+        &format!(
+            "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" \
+             FROM information_schema.columns WHERE \
+             CASE WHEN array_length(parse_ident('cpu'),1) = 2 \
+               THEN quote_ident(table_schema) = (parse_ident('cpu'))[1] \
+                 AND quote_ident(table_name) = (parse_ident('cpu'))[2] \
+               ELSE quote_ident(table_name) = 'cpu' AND {search_path} END"
+        ),
+    )
+    .await;
+    let names: Vec<&str> = columns.iter().filter_map(|r| r[0].as_deref()).collect();
+    assert_eq!(names, ["host", "time", "usage", "cores"], "{columns:?}");
+    let types: Vec<&str> = columns.iter().filter_map(|r| r[1].as_deref()).collect();
+    assert_eq!(
+        types,
+        [
+            "text",
+            "timestamp without time zone",
+            "double precision",
+            "bigint"
+        ]
+    );
+
     // Errors carry a SQLSTATE; the connection survives them.
     let e = c.simple_query("SELEC 1").await.expect_err("syntax");
     assert_eq!(code(&e), "42601");

@@ -17,6 +17,12 @@ def main() -> None:
     t0 = datetime.fromtimestamp(start // 1_000_000_000, tz=timezone.utc)
     with psycopg.connect(host=host, port=int(port), dbname="fleet", user="grafana") as conn:
         assert conn.info.server_version >= 150000, conn.info.server_version
+        # SET is echoed with ParameterStatus, which psycopg tracks.
+        conn.execute("SET application_name = 'grafana'")
+        assert conn.info.parameter_status("application_name") == "grafana", conn.info.parameter_status(
+            "application_name"
+        )
+        conn.rollback()
         with conn.cursor() as cur:
             # What Grafana's PostgreSQL data source sends for $__timeGroup(time, '5s').
             cur.execute(

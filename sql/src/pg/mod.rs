@@ -14,6 +14,7 @@
 //! - Errors carry a SQLSTATE ([`sqlstate`]) and DataFusion's message; the connection
 //!   stays usable.
 
+pub mod information_schema;
 pub mod session;
 
 use std::collections::HashMap;
@@ -118,6 +119,7 @@ struct Backend {
 /// A connection's state, kept in the client's session extensions.
 struct Connection {
     ctx: SessionContext,
+    settings: session::Settings,
     #[allow(dead_code)] // read once authentication lands
     identity: Identity,
 }
@@ -194,17 +196,27 @@ impl StartupHandler for Backend {
             .filter(|d| !d.is_empty())
             .cloned()
             .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
-        let ctx = session::connect(&self.query, &db).map_err(|e| match e {
-            Error::UnknownDatabase(_) => PgWireError::UserError(Box::new(ErrorInfo::new(
-                "FATAL".into(),
-                "3D000".into(),
-                format!("database \"{db}\" does not exist"),
-            ))),
-            other => pg_error(&other),
-        })?;
-        client
-            .session_extensions()
-            .insert(Connection { ctx, identity });
+        let settings: session::Settings = Arc::default();
+        settings.write().extend(
+            client
+                .metadata()
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone())),
+        );
+        let ctx =
+            session::connect(&self.query, &db, Arc::clone(&settings)).map_err(|e| match e {
+                Error::UnknownDatabase(_) => PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".into(),
+                    "3D000".into(),
+                    format!("database \"{db}\" does not exist"),
+                ))),
+                other => pg_error(&other),
+            })?;
+        client.session_extensions().insert(Connection {
+            ctx,
+            settings,
+            identity,
+        });
         let (pid, key) = RandomPidSecretKeyGenerator::default().generate(client);
         client.set_pid_and_secret_key(pid, key);
         finish_authentication(client, &StartupParameters).await
@@ -297,7 +309,7 @@ struct StatementParser {
 impl StatementParser {
     fn parse(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
         self.sql
-            .parse(sql)
+            .parse(&session::rewrite_grafana_search_path(sql))
             .map_err(|e| user_error("42601", format!("syntax error: {e}")))
     }
 }
@@ -472,6 +484,10 @@ impl Backend {
                     };
                     client
                         .metadata_mut()
+                        .insert(name.to_ascii_lowercase(), value.clone());
+                    connection(client)?
+                        .settings
+                        .write()
                         .insert(name.to_ascii_lowercase(), value.clone());
                     if session::REPORTED.contains(&name.as_str()) || name == "application_name" {
                         client
