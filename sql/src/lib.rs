@@ -242,20 +242,7 @@ impl QueryEngine {
         let ctx = self.session(db)?;
         let df = ctx.sql_with_options(sql, sql_options()).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let mut found: Vec<(String, Option<arrow::datatypes::FieldRef>)> = df
-            .logical_plan()
-            .get_parameter_fields()?
-            .into_iter()
-            .collect();
-        // `$2` sorts after `$10` as text: order by the number after the `$`.
-        found.sort_by_key(|(id, _)| {
-            (
-                id.trim_start_matches('$')
-                    .parse::<u64>()
-                    .unwrap_or(u64::MAX),
-                id.clone(),
-            )
-        });
+        let found = ordered_parameters(df.logical_plan())?;
         let parameters = found
             .into_iter()
             .map(|(id, f)| {
@@ -323,6 +310,23 @@ impl QueryEngine {
             Box::pin(RecordBatchStreamAdapter::new(schema, batches)),
         ))
     }
+}
+
+/// The placeholders `$1, $2, …` of `plan` in order (`$2` before `$10`), with the type
+/// inferred from their use. Shared by the frontends that describe parameters.
+pub(crate) fn ordered_parameters(
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> Result<Vec<(String, Option<arrow::datatypes::FieldRef>)>, DataFusionError> {
+    let mut found: Vec<_> = plan.get_parameter_fields()?.into_iter().collect();
+    found.sort_by_key(|(id, _)| {
+        (
+            id.trim_start_matches('$')
+                .parse::<u64>()
+                .unwrap_or(u64::MAX),
+            id.clone(),
+        )
+    });
+    Ok(found)
 }
 
 /// Queries only: no DDL, DML (`COPY … TO` included) or statements.

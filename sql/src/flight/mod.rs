@@ -158,6 +158,16 @@ impl FlightSqlServer {
         Ok(Response::new(info))
     }
 
+    /// FlightInfo for a metadata command: the command itself is the ticket.
+    fn command_info(
+        &self,
+        schema: &Schema,
+        cmd: &impl ProstMessageExt,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.info(schema, cmd.as_any().encode_to_vec(), request.into_inner())
+    }
+
     fn statement_info(
         &self,
         h: &StatementHandle,
@@ -255,6 +265,11 @@ fn encode(
 fn one_batch(batch: RecordBatch) -> Response<BoxStream<FlightData>> {
     let schema = batch.schema();
     Response::new(encode(schema, futures::stream::iter([Ok(batch)])))
+}
+
+/// An empty result with `schema` (the key commands: metric tables have no keys).
+fn no_rows(schema: Schema) -> Response<BoxStream<FlightData>> {
+    one_batch(RecordBatch::new_empty(Arc::new(schema)))
 }
 
 fn schema_ipc(schema: &Schema) -> Result<bytes::Bytes, Status> {
@@ -490,11 +505,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(&schema, &query, request)
     }
 
     async fn do_get_catalogs(
@@ -515,11 +526,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(&schema, &query, request)
     }
 
     async fn do_get_schemas(
@@ -543,11 +550,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(&schema, &query, request)
     }
 
     async fn do_get_tables(
@@ -564,11 +567,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(&schema, &query, request)
     }
 
     async fn do_get_table_types(
@@ -589,11 +588,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(&schema, &query, request)
     }
 
     async fn do_get_sql_info(
@@ -614,11 +609,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder(&self.xdbc).schema();
-        self.info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(&schema, &query, request)
     }
 
     async fn do_get_xdbc_type_info(
@@ -640,11 +631,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.info(
-            &primary_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(&primary_keys_schema(), &query, request)
     }
 
     async fn do_get_primary_keys(
@@ -652,9 +639,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: CommandGetPrimaryKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<BoxStream<FlightData>>, Status> {
-        Ok(one_batch(RecordBatch::new_empty(Arc::new(
-            primary_keys_schema(),
-        ))))
+        Ok(no_rows(primary_keys_schema()))
     }
 
     async fn get_flight_info_exported_keys(
@@ -662,11 +647,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.info(
-            &foreign_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(&foreign_keys_schema(), &query, request)
     }
 
     async fn do_get_exported_keys(
@@ -674,9 +655,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: CommandGetExportedKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<BoxStream<FlightData>>, Status> {
-        Ok(one_batch(RecordBatch::new_empty(Arc::new(
-            foreign_keys_schema(),
-        ))))
+        Ok(no_rows(foreign_keys_schema()))
     }
 
     async fn get_flight_info_imported_keys(
@@ -684,11 +663,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.info(
-            &foreign_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(&foreign_keys_schema(), &query, request)
     }
 
     async fn do_get_imported_keys(
@@ -696,9 +671,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: CommandGetImportedKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<BoxStream<FlightData>>, Status> {
-        Ok(one_batch(RecordBatch::new_empty(Arc::new(
-            foreign_keys_schema(),
-        ))))
+        Ok(no_rows(foreign_keys_schema()))
     }
 
     async fn get_flight_info_cross_reference(
@@ -706,11 +679,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.info(
-            &foreign_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        self.command_info(&foreign_keys_schema(), &query, request)
     }
 
     async fn do_get_cross_reference(
@@ -718,9 +687,7 @@ impl FlightSqlService for FlightSqlServer {
         _query: CommandGetCrossReference,
         _request: Request<Ticket>,
     ) -> Result<Response<BoxStream<FlightData>>, Status> {
-        Ok(one_batch(RecordBatch::new_empty(Arc::new(
-            foreign_keys_schema(),
-        ))))
+        Ok(no_rows(foreign_keys_schema()))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -135,31 +135,23 @@ struct StartupParameters;
 
 impl ServerParameterProvider for StartupParameters {
     fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
+        let settings = connection(client).ok()?.settings.clone();
         let mut params = HashMap::new();
         for name in session::REPORTED {
-            params.insert(name.to_string(), setting(client.metadata(), name)?);
+            params.insert(name.to_string(), session::lookup(&settings, name)?);
         }
         params.insert("is_superuser".into(), "off".into());
         params.insert("in_hot_standby".into(), "off".into());
         params.insert("default_transaction_read_only".into(), "on".into());
         params.insert(
             "application_name".into(),
-            setting(client.metadata(), "application_name")?,
+            session::lookup(&settings, "application_name")?,
         );
         if let Some(user) = client.metadata().get(METADATA_USER) {
             params.insert("session_authorization".into(), user.clone());
         }
         Some(params)
     }
-}
-
-/// The current value of a setting: what the client set, else the default.
-fn setting(metadata: &HashMap<String, String>, name: &str) -> Option<String> {
-    let lower = name.to_ascii_lowercase();
-    metadata
-        .get(&lower)
-        .cloned()
-        .or_else(|| session::default_setting(&lower))
 }
 
 #[async_trait]
@@ -179,13 +171,6 @@ impl StartupHandler for Backend {
         };
         protocol_negotiation(client, &startup).await?;
         save_startup_parameters_to_metadata(client, &startup);
-        // Settings live under lower-case names (what `SET` and the formatter use).
-        let given: Vec<(String, String)> = client
-            .metadata()
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect();
-        client.metadata_mut().extend(given);
         let user = client.metadata().get(METADATA_USER).cloned();
         // The one place PostgreSQL callers are resolved; passwords are checked here once
         // authentication lands.
@@ -196,6 +181,7 @@ impl StartupHandler for Backend {
             .filter(|d| !d.is_empty())
             .cloned()
             .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+        // The connection's settings, by lower-case name: startup parameters, then `SET`.
         let settings: session::Settings = Arc::default();
         settings.write().extend(
             client
@@ -325,20 +311,11 @@ async fn plan(ctx: &SessionContext, stmt: Box<Statement>) -> PgWireResult<PgStat
 
 /// The placeholders `$1, $2, …` of `plan` in order, with their inferred types.
 fn parameters(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
-    let mut found: Vec<(String, Option<DataType>)> = plan
-        .get_parameter_types()
+    Ok(crate::ordered_parameters(plan)
         .map_err(|e| df_error(&e))?
         .into_iter()
-        .collect();
-    found.sort_by_key(|(id, _)| {
-        (
-            id.trim_start_matches('$')
-                .parse::<u64>()
-                .unwrap_or(u64::MAX),
-            id.clone(),
-        )
-    });
-    Ok(found.into_iter().map(|(_, t)| t).collect())
+        .map(|(_, f)| f.map(|f| f.data_type().clone()))
+        .collect())
 }
 
 /// Wire types of the parameters; unknown ones are text, as in PostgreSQL.
@@ -469,7 +446,7 @@ impl Backend {
                     .execute_plan(conn.ctx.clone(), plan)
                     .await
                     .map_err(|e| pg_error(&e))?;
-                let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                let options = Arc::new(FormatOptions::from_client_metadata(&conn.settings.read()));
                 Ok(Response::Query(encode(schema, stream, format, options)?))
             }
             PgStatement::Begin => Ok(Response::TransactionStart(Tag::new("BEGIN"))),
@@ -482,9 +459,6 @@ impl Backend {
                     } else {
                         value
                     };
-                    client
-                        .metadata_mut()
-                        .insert(name.to_ascii_lowercase(), value.clone());
                     connection(client)?
                         .settings
                         .write()
@@ -501,6 +475,7 @@ impl Backend {
                 Ok(Response::Execution(Tag::new("SET")))
             }
             PgStatement::Show(name) => {
+                let settings = connection(client)?.settings.clone();
                 let rows: Vec<Vec<String>> = if name == "all" {
                     let mut names: Vec<&str> = vec![
                         "application_name",
@@ -520,12 +495,12 @@ impl Backend {
                         .map(|n| {
                             vec![
                                 n.to_string(),
-                                setting(client.metadata(), n).unwrap_or_default(),
+                                session::lookup(&settings, n).unwrap_or_default(),
                             ]
                         })
                         .collect()
                 } else {
-                    let Some(v) = setting(client.metadata(), name) else {
+                    let Some(v) = session::lookup(&settings, name) else {
                         return Err(user_error(
                             "42704",
                             format!("unrecognized configuration parameter \"{name}\""),
