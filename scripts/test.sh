@@ -22,6 +22,10 @@ if ! command -v psql >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-client
 fi
 
+# A real Kafka-protocol broker for the Kafka tests (tansu, built once, cached).
+./scripts/kafka.sh install
+export STRATA_TANSU="$(./scripts/kafka.sh path)"
+
 # Real client libraries the end-to-end tests drive (ADBC Flight SQL, influxdb3-python,
 # psycopg), in a virtualenv outside the clone, reinstalled when the pins change.
 VENV="${STRATA_VENV:-$HOME/.cache/strata/venv}"

@@ -59,6 +59,28 @@ pub struct ServeArgs {
     /// Longest a query may run, e.g. `5m` [default: 5m].
     #[arg(long, env = "STRATA_QUERY_TIMEOUT")]
     pub query_timeout: Option<String>,
+    /// Kafka brokers to consume from, `host:port[,…]`; without it nothing Kafka-related
+    /// starts.
+    #[arg(long, env = "STRATA_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Topics to consume, comma-separated (they replace `[[kafka.topics]]` of the file).
+    #[arg(long, env = "STRATA_KAFKA_TOPICS", value_delimiter = ',')]
+    pub kafka_topics: Vec<String>,
+    /// Consumer group [default: strata].
+    #[arg(long, env = "STRATA_KAFKA_GROUP")]
+    pub kafka_group: Option<String>,
+    /// Message format of the `--kafka-topics`: `json` or `line_protocol` [default: json].
+    #[arg(long, env = "STRATA_KAFKA_FORMAT")]
+    pub kafka_format: Option<String>,
+    /// Database the `--kafka-topics` write to [default: metrics].
+    #[arg(long, env = "STRATA_KAFKA_DATABASE")]
+    pub kafka_database: Option<String>,
+    /// Topic that receives bad messages, with the error in the `strata-error` header.
+    #[arg(long, env = "STRATA_KAFKA_DEAD_LETTER_TOPIC")]
+    pub kafka_dead_letter_topic: Option<String>,
+    /// A librdkafka property, `key=value` (SASL, TLS, timeouts); repeatable.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    pub kafka_properties: Vec<String>,
 }
 
 /// The TOML file. Every key is optional; unknown keys are an error.
@@ -75,6 +97,34 @@ pub struct FileConfig {
     pub http: HttpFile,
     #[serde(default)]
     pub query: QueryFile,
+    pub kafka: Option<KafkaFile>,
+}
+
+/// `[kafka]`: the consumer. Topics are `[[kafka.topics]]` tables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaFile {
+    pub brokers: Option<String>,
+    pub group: Option<String>,
+    pub dead_letter_topic: Option<String>,
+    #[serde(default)]
+    pub topics: Vec<KafkaTopicFile>,
+    /// librdkafka properties, passed through.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+    pub max_batch_points: Option<usize>,
+    pub max_batch_size: Option<String>,
+    pub max_batch_delay: Option<String>,
+    pub max_message_size: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTopicFile {
+    pub name: String,
+    pub database: Option<String>,
+    pub format: Option<String>,
+    pub precision: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +163,8 @@ pub struct Settings {
     pub engine: strata_engine::EngineConfig,
     pub ingest: strata_ingest::http::IngestConfig,
     pub query: strata_sql::QueryConfig,
+    /// Set only when brokers are given.
+    pub kafka: Option<strata_ingest::kafka::KafkaConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +252,7 @@ impl Settings {
             flag.or(file)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)))
         };
+        let kafka = kafka(args, file.kafka.as_ref(), &ingest)?;
         Ok(Self {
             http_addr: addr(args.http_addr, file.http_addr, 7070),
             flight_addr: addr(args.flight_addr, file.flight_addr, 7071),
@@ -207,8 +260,100 @@ impl Settings {
             engine,
             ingest,
             query,
+            kafka,
         })
     }
+}
+
+fn kafka(
+    args: &ServeArgs,
+    file: Option<&KafkaFile>,
+    ingest: &strata_ingest::http::IngestConfig,
+) -> Result<Option<strata_ingest::kafka::KafkaConfig>, ConfigError> {
+    use strata_ingest::format::Format;
+    use strata_ingest::kafka::{KafkaConfig, TopicConfig};
+    use strata_ingest::lp::Precision;
+
+    let empty = KafkaFile::default();
+    let f = file.unwrap_or(&empty);
+    let Some(brokers) = args.kafka_brokers.clone().or_else(|| f.brokers.clone()) else {
+        return Ok(None);
+    };
+    let group = args
+        .kafka_group
+        .clone()
+        .or_else(|| f.group.clone())
+        .unwrap_or_else(|| "strata".into());
+    let mut c = KafkaConfig::new(brokers, group);
+    c.max_message_bytes = ingest.max_body_bytes;
+    c.max_points_per_message = ingest.max_lines_per_request;
+    let format = |key: &'static str, s: &str| {
+        Format::parse(s).ok_or_else(|| ConfigError::Value {
+            key,
+            reason: format!("unknown format `{s}` (use json or line_protocol)"),
+        })
+    };
+    let precision = |s: &str| {
+        Precision::parse(s).ok_or_else(|| ConfigError::Value {
+            key: "kafka.topics.precision",
+            reason: format!("unknown precision `{s}` (use auto, ns, us, ms or s)"),
+        })
+    };
+    if args.kafka_topics.is_empty() {
+        for t in &f.topics {
+            c.topics.push(TopicConfig {
+                name: t.name.clone(),
+                database: t.database.clone().unwrap_or_else(|| "metrics".into()),
+                format: format("kafka.topics.format", t.format.as_deref().unwrap_or("json"))?,
+                precision: precision(t.precision.as_deref().unwrap_or("auto"))?,
+            });
+        }
+    } else {
+        let fmt = format(
+            "kafka_format",
+            args.kafka_format.as_deref().unwrap_or("json"),
+        )?;
+        let db = args
+            .kafka_database
+            .clone()
+            .unwrap_or_else(|| "metrics".into());
+        for name in args.kafka_topics.iter().filter(|t| !t.trim().is_empty()) {
+            c.topics.push(TopicConfig {
+                name: name.trim().to_string(),
+                database: db.clone(),
+                format: fmt,
+                precision: Precision::Auto,
+            });
+        }
+    }
+    c.dead_letter_topic = args
+        .kafka_dead_letter_topic
+        .clone()
+        .or_else(|| f.dead_letter_topic.clone());
+    c.properties = f.properties.clone();
+    for kv in &args.kafka_properties {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err(ConfigError::Value {
+                key: "kafka_property",
+                reason: format!("`{kv}` is not KEY=VALUE"),
+            });
+        };
+        c.properties
+            .insert(k.trim().to_string(), v.trim().to_string());
+    }
+    if let Some(v) = f.max_batch_points {
+        c.max_batch_points = v;
+    }
+    if let Some(v) = &f.max_batch_size {
+        c.max_batch_bytes = size("kafka.max_batch_size", v)? as usize;
+    }
+    if let Some(v) = &f.max_batch_delay {
+        c.max_batch_delay = duration("kafka.max_batch_delay", v)?;
+    }
+    if let Some(v) = &f.max_message_size {
+        c.max_message_bytes = size("kafka.max_message_size", v)? as usize;
+    }
+    Ok(Some(c))
 }
 
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -316,6 +461,46 @@ mod tests {
         assert_eq!(s.http_addr.port(), 9000);
         assert_eq!(s.flight_addr.port(), 7071);
         assert_eq!(s.engine.persist_age, Duration::from_secs(60));
+
+        assert!(s.kafka.is_none(), "no brokers, no Kafka");
+
+        std::fs::write(
+            &path,
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\ndead_letter_topic = \"dlq\"\n\
+             [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+             [[kafka.topics]]\nname = \"cpu\"\ndatabase = \"fleet\"\nformat = \"line_protocol\"\n",
+        )
+        .expect("write");
+        let k = Settings::resolve(&args)
+            .expect("resolve")
+            .kafka
+            .expect("kafka");
+        assert_eq!(k.group, "strata");
+        assert_eq!(k.topics[0].database, "fleet");
+        assert_eq!(k.topics[0].format.name(), "line_protocol");
+        assert_eq!(k.properties["session.timeout.ms"], "6000");
+        let flags = ServeArgs {
+            config: Some(path.clone()),
+            kafka_topics: vec!["a".into(), "b".into()],
+            kafka_properties: vec!["fetch.wait.max.ms=50".into()],
+            ..Default::default()
+        };
+        let k = Settings::resolve(&flags)
+            .expect("resolve")
+            .kafka
+            .expect("kafka");
+        assert_eq!(k.topics.len(), 2);
+        assert_eq!(k.topics[1].database, "metrics");
+        assert_eq!(k.properties["fetch.wait.max.ms"], "50");
+        std::fs::write(
+            &path,
+            "[kafka]\nbrokers = \"x:1\"\n[[kafka.topics]]\nname = \"t\"\nformat = \"xml\"\n",
+        )
+        .expect("write");
+        let err = Settings::resolve(&args)
+            .expect_err("bad format")
+            .to_string();
+        assert!(err.contains("xml"), "{err}");
 
         std::fs::write(&path, "no_such_key = 1\n").expect("write");
         let err = Settings::resolve(&args).expect_err("unknown key");

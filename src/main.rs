@@ -66,6 +66,18 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         "engine open"
     );
     let query = QueryEngine::new(Arc::clone(&engine), settings.query.clone())?;
+    let kafka = match settings.kafka.clone() {
+        Some(k) => {
+            let consumer = strata_ingest::kafka::KafkaIngest::start(
+                Arc::clone(&engine),
+                k,
+                tokio::runtime::Handle::current(),
+            )?;
+            engine.register_system_table(consumer.status());
+            Some(consumer)
+        }
+        None => None,
+    };
 
     let grpc = strata_sql::flight::service(query.clone())?;
 
@@ -121,6 +133,12 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(http, axum::ServiceExt::into_make_service(app))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    if let Some(k) = kafka {
+        tracing::info!("stopping the Kafka consumer");
+        if let Err(e) = tokio::task::spawn_blocking(move || k.stop()).await {
+            tracing::error!(error = %e, "stopping the Kafka consumer failed");
+        }
+    }
     tracing::info!("intake stopped; flushing the WAL");
     engine.shutdown().await;
     let _ = stop_queries.send(true);

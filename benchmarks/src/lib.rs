@@ -5,4 +5,5 @@
 //! Micro-benchmarks live in each crate's `benches/`; timing never belongs in tests.
 
 pub mod data;
+pub mod kafka;
 pub mod server;

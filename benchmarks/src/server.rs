@@ -51,7 +51,11 @@ pub fn spawn(binary: &Path, data_dir: &Path, extra: &[&str]) -> std::io::Result<
             "127.0.0.1:0",
         ])
         .args(extra)
-        .env("STRATA_LOG", "warn")
+        // `STRATA_TEST_LOG=info,strata_ingest=debug` shows more of a test's servers.
+        .env(
+            "STRATA_LOG",
+            std::env::var("STRATA_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .spawn()?;
     let Some(out) = child.stdout.take() else {

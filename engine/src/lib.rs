@@ -20,6 +20,7 @@ pub mod dedup;
 pub mod paths;
 pub mod persist;
 pub mod schema;
+pub mod system;
 pub mod wal;
 pub mod write;
 
@@ -278,6 +279,7 @@ pub struct Engine {
     persist_lock: tokio::sync::Mutex<()>,
     df: SessionContext,
     persister: parking_lot::Mutex<Option<AbortOnDrop>>,
+    system_tables: RwLock<Vec<Arc<dyn system::SystemTable>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -384,6 +386,7 @@ impl Engine {
             persist_lock: tokio::sync::Mutex::new(()),
             df: SessionContext::new(),
             persister: parking_lot::Mutex::new(None),
+            system_tables: RwLock::new(Vec::new()),
         });
         let weak = Arc::downgrade(&engine);
         let interval = engine.shared.config.persist_interval;
@@ -422,6 +425,19 @@ impl Engine {
     /// WAL fsyncs since start (one per group commit).
     pub fn wal_fsyncs(&self) -> u64 {
         self.shared.wal_fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Adds a table to every database's `system` schema; one of the same name is
+    /// replaced.
+    pub fn register_system_table(&self, table: Arc<dyn system::SystemTable>) {
+        let mut tables = self.system_tables.write();
+        tables.retain(|t| t.name() != table.name());
+        tables.push(table);
+    }
+
+    /// The tables registered with [`Engine::register_system_table`].
+    pub fn system_tables(&self) -> Vec<Arc<dyn system::SystemTable>> {
+        self.system_tables.read().clone()
     }
 
     pub fn hot_bytes(&self) -> usize {
@@ -842,7 +858,8 @@ impl Engine {
     }
 }
 
-fn check_database_name(db: &str) -> Result<()> {
+/// Refuses names no database may have (empty, reserved, over 64 bytes, odd characters).
+pub fn check_database_name(db: &str) -> Result<()> {
     let bad = |reason: &str| {
         Err(Error::InvalidDatabase {
             name: db.to_string(),

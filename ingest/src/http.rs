@@ -20,7 +20,8 @@ use serde::Deserialize;
 use strata_engine::{Engine, Point, WriteOptions};
 
 use crate::LineError;
-use crate::lp::{self, Precision};
+use crate::format::Format;
+use crate::lp::Precision;
 
 /// The database a write that names none goes to.
 pub const DEFAULT_DATABASE: &str = "metrics";
@@ -69,12 +70,6 @@ struct WriteParams {
     precision: Option<String>,
     accept_partial: Option<bool>,
     no_sync: Option<bool>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    LineProtocol,
-    SeedJson,
 }
 
 async fn write_v3(
@@ -256,10 +251,7 @@ async fn handle(
         }
     };
     let now = s.engine.clock().now_ns();
-    let (points, mut errors): (Vec<Point>, Vec<LineError>) = match format {
-        Format::LineProtocol => lp::parse(text, precision, now),
-        Format::SeedJson => crate::json::parse(text),
-    };
+    let (points, mut errors): (Vec<Point>, Vec<LineError>) = format.decode(text, precision, now);
     if points.len() + errors.len() > s.config.max_lines_per_request {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,

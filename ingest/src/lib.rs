@@ -1,13 +1,16 @@
 //! `strata-ingest` turns wire formats into points and hands them to the engine: Influx
-//! line protocol ([`lp`]), the seed JSON model ([`json`]), and the HTTP write endpoints
-//! that serve them ([`http`]). Later: Prometheus remote_write and exposition, Kafka, the
-//! scraper and the agent, each as one decoder shared by every transport.
+//! line protocol ([`lp`]), the seed JSON model ([`json`]), chosen by [`format::Format`],
+//! and the transports that carry them: the HTTP write endpoints ([`http`]) and the Kafka
+//! consumer ([`kafka`]). Later: Prometheus remote_write and exposition, the scraper and
+//! the agent, each as one decoder shared by every transport.
 //!
 //! It must not store anything itself: validation against table schemas, durability and
 //! the memory budget are the engine's. Start with [`http::router`].
 
+pub mod format;
 pub mod http;
 pub mod json;
+pub mod kafka;
 pub mod lp;
 
 /// One rejected line (or JSON element), in InfluxDB 3's partial-write error shape.

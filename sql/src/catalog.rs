@@ -124,14 +124,29 @@ struct SystemSchema {
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        SYSTEM_TABLES.iter().map(|s| s.to_string()).collect()
+        let mut names: Vec<String> = SYSTEM_TABLES.iter().map(|s| s.to_string()).collect();
+        names.extend(
+            self.engine
+                .system_tables()
+                .iter()
+                .map(|t| t.name().to_string()),
+        );
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
         let batch = match name {
             "tables" => self.tables()?,
             "parquet_files" => self.parquet_files()?,
-            _ => return Ok(None),
+            _ => match self
+                .engine
+                .system_tables()
+                .iter()
+                .find(|t| t.name() == name)
+            {
+                Some(t) => t.snapshot()?,
+                None => return Ok(None),
+            },
         };
         Ok(Some(Arc::new(MemTable::try_new(
             batch.schema(),
@@ -141,6 +156,7 @@ impl SchemaProvider for SystemSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         SYSTEM_TABLES.contains(&name)
+            || self.engine.system_tables().iter().any(|t| t.name() == name)
     }
 }
 

@@ -1,6 +1,7 @@
 mod clients;
 mod durability;
 mod flight;
+mod kafka;
 mod pg;
 mod server;
 mod writes;
