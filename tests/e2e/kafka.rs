@@ -484,3 +484,59 @@ async fn two_members_split_partitions_and_hand_over_cleanly() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_the_memory_budget_consumption_pauses_and_resumes_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = broker(dir.path());
+    broker
+        .create_topics(&[("points", PARTITIONS), ("dead-letters", 1)])
+        .await
+        .expect("topics");
+    let p = broker.producer().expect("producer");
+    let base = now_ms() - 3_600_000;
+    let messages = 2_000;
+    produce_json(&p, base, 0..messages);
+    // One batch of 5,000 points takes more than the whole 128 KiB budget, so after each
+    // write the consumer must pause until chunks are persisted early, then resume.
+    let cfg = config(dir.path(), "a", &broker, "g4", JSON_TOPIC);
+    let s = Server::start(
+        &dir.path().join("data"),
+        &["--config", &cfg, "--memory-budget", "128KiB"],
+    )
+    .await;
+    let (want_n, want_sum) = expected(messages);
+    wait_for(180, "all points through the pauses", || async {
+        count_sum(&s, "fleet", "cpu_usage").await.0 >= want_n
+    })
+    .await;
+    assert_eq!(
+        count_sum(&s, "fleet", "cpu_usage").await,
+        (want_n, want_sum)
+    );
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    let pauses = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("strata_kafka_pauses_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(pauses >= 1.0, "consumption never paused:\n{metrics}");
+    let rows = s
+        .query(
+            "fleet",
+            "SELECT count(*) AS files FROM system.parquet_files WHERE table_name = 'cpu_usage'",
+        )
+        .await;
+    assert!(
+        i64_of(&rows[0]["files"]) >= 1,
+        "hot data was persisted to make room"
+    );
+}
