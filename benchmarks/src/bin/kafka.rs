@@ -29,6 +29,9 @@ struct Args {
     /// Partitions of each topic.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
+    /// librdkafka properties for Strata's consumer, `key=value`; repeatable.
+    #[arg(long = "property")]
+    properties: Vec<String>,
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -82,10 +85,16 @@ async fn main() -> Res<()> {
         ("lp", "line_protocol", "bench_lp"),
     ] {
         let cfg = dir.path().join(format!("{topic}.toml"));
+        let properties: String = a
+            .properties
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
+            .collect();
         std::fs::write(
             &cfg,
             format!(
-                "[kafka]\nbrokers = \"{}\"\ngroup = \"bench-{topic}\"\n[[kafka.topics]]\nname = \"{topic}\"\ndatabase = \"{db}\"\nformat = \"{format}\"\n",
+                "[kafka]\nbrokers = \"{}\"\ngroup = \"bench-{topic}\"\n[kafka.properties]\n{properties}[[kafka.topics]]\nname = \"{topic}\"\ndatabase = \"{db}\"\nformat = \"{format}\"\n",
                 broker.addr
             ),
         )?;
@@ -100,7 +109,7 @@ async fn main() -> Res<()> {
             let r = client
                 .get(server.url("/api/v3/query_sql"))
                 .query(&[
-                    ("db", db),
+                    ("db", "metrics"), // exists before the first point arrives
                     (
                         "q",
                         "SELECT count(*) AS n FROM system.kafka_partitions WHERE assigned",
@@ -109,7 +118,9 @@ async fn main() -> Res<()> {
                 ])
                 .send()
                 .await?;
-            let rows: Vec<Value> = r.json().await?;
+            let body = r.text().await?;
+            let rows: Vec<Value> = serde_json::from_str(&body)
+                .map_err(|e| format!("status query answered {body}: {e}"))?;
             if rows[0]["n"].as_i64() == Some(i64::from(a.partitions)) {
                 break;
             }
@@ -142,9 +153,22 @@ async fn main() -> Res<()> {
         }
         let secs = started.elapsed().as_secs_f64();
         let cpu = cpu_seconds(server.child.id())?;
+        // Time the consumer thread spent writing (engine write to WAL fsync, dead
+        // letters, commit), the rest being polling and decoding.
+        let metrics = client
+            .get(server.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let flush_secs: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("strata_kafka_flush_seconds_sum "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN);
         println!(
             "{topic:>4}: {points} points in {secs:.2} s = {:.0} points/s ({:.0} field values/s); \
-             strata used {cpu:.2} CPU-s = {:.0} points per CPU-second",
+             strata used {cpu:.2} CPU-s = {:.0} points per CPU-second; {flush_secs:.2} s in writes",
             points as f64 / secs,
             points as f64 * if topic == "lp" { 3.0 } else { 1.0 } / secs,
             points as f64 / cpu

@@ -25,6 +25,10 @@ const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest one `poll` blocks, so stop requests and pressure changes are seen quickly.
 const MAX_POLL: Duration = Duration::from_millis(100);
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages taken from the consumer queue before decoding them together.
+const MAX_BURST: usize = 512;
+/// Below this many messages per thread, decoding stays on the consumer thread.
+const MIN_MESSAGES_PER_THREAD: usize = 16;
 
 /// Why a message is bad; the label of `strata_kafka_bad_messages_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +70,14 @@ struct Consumed {
     payload: Option<Vec<u8>>,
     bad: Option<Bad>,
     errors: Vec<String>,
+}
+
+/// A message decoded off the consumer thread's lock, ready to join the batch.
+#[derive(Debug)]
+struct Decoded {
+    consumed: Consumed,
+    points: Vec<Point>,
+    bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -111,6 +123,9 @@ pub(super) struct Context {
     durable: Mutex<BTreeMap<(String, i32), i64>>,
     /// Bumped on each assignment, so a paused consumer pauses new partitions too.
     assignments: AtomicU64,
+    /// Partitions revoked since the consumer loop last looked: messages of theirs it
+    /// holds undecoded are stale (not committed; their next owner reads them again).
+    revoked: Mutex<Vec<(String, i32)>>,
 }
 
 impl Context {
@@ -135,6 +150,7 @@ impl Context {
             dead_letters,
             durable: Mutex::new(BTreeMap::new()),
             assignments: AtomicU64::new(0),
+            revoked: Mutex::new(Vec::new()),
         }
     }
 
@@ -171,15 +187,48 @@ impl Context {
         }
     }
 
-    /// Decodes one message into the pending batch.
-    fn add(&self, m: &BorrowedMessage<'_>) {
+    /// Decodes messages (in parallel when there are many) and adds them, in order, to
+    /// the pending batch.
+    fn add(&self, messages: &[BorrowedMessage<'_>]) {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(messages.len() / MIN_MESSAGES_PER_THREAD)
+            .max(1);
+        if threads == 1 {
+            for m in messages {
+                if let Some(d) = self.decode(m) {
+                    self.push(d);
+                }
+            }
+            return;
+        }
+        let per = messages.len().div_ceil(threads);
+        let decoded: Vec<Vec<Decoded>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = messages
+                .chunks(per)
+                .map(|chunk| {
+                    scope.spawn(move || chunk.iter().filter_map(|m| self.decode(m)).collect())
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        for d in decoded.into_iter().flatten() {
+            self.push(d);
+        }
+    }
+
+    /// Decodes one message; `None` for a topic Strata was not asked to consume.
+    fn decode(&self, m: &BorrowedMessage<'_>) -> Option<Decoded> {
         let topic = m.topic();
         let Some(tc) = self.topics.get(topic) else {
             tracing::warn!(
                 topic,
                 "message from a topic Strata was not asked to consume"
             );
-            return;
+            return None;
         };
         let payload = m.payload().unwrap_or_default();
         let mut consumed = Consumed {
@@ -245,6 +294,24 @@ impl Context {
                 }
             }
         }
+        Some(Decoded {
+            consumed,
+            points,
+            bytes: payload.len(),
+        })
+    }
+
+    /// Adds a decoded message to the pending batch.
+    fn push(&self, d: Decoded) {
+        let Decoded {
+            consumed,
+            points,
+            bytes,
+        } = d;
+        let topic = consumed.topic.as_str();
+        let Some(tc) = self.topics.get(topic) else {
+            return;
+        };
         self.status.consumed(
             topic,
             consumed.partition,
@@ -256,7 +323,7 @@ impl Context {
         let mut b = self.batch.lock();
         let index = b.messages.len();
         b.started.get_or_insert_with(Instant::now);
-        b.bytes += payload.len();
+        b.bytes += bytes;
         b.points += points.len();
         b.offsets
             .entry((consumed.topic.clone(), consumed.partition))
@@ -553,10 +620,12 @@ impl ConsumerContext for Context {
             // Release nothing that is consumed but not durable and committed.
             self.flush(c, Flush::Handover);
             let mut durable = self.durable.lock();
+            let mut revoked = self.revoked.lock();
             for e in tpl.elements() {
                 durable.remove(&(e.topic().to_string(), e.partition()));
+                revoked.push((e.topic().to_string(), e.partition()));
             }
-            drop(durable);
+            drop((durable, revoked));
             self.mark(tpl, false);
             tracing::info!(partitions = tpl.count(), "Kafka partitions revoked");
         }
@@ -654,14 +723,37 @@ pub(super) fn run(c: BaseConsumer<Context>, stop: &AtomicBool) {
             set_paused(&c, false);
             paused = false;
         }
-        match c.poll(ctx.poll_timeout()) {
-            Some(Ok(m)) => ctx.add(&m),
-            Some(Err(e)) => {
-                metrics::counter!("strata_kafka_errors_total").increment(1);
-                tracing::warn!(error = %e, "Kafka poll");
+        // A burst: wait for one message, then take what is already queued.
+        let mut burst: Vec<BorrowedMessage<'_>> = Vec::new();
+        let mut timeout = ctx.poll_timeout();
+        while burst.len() < MAX_BURST {
+            let polled = c.poll(timeout);
+            {
+                // A rebalance ran inside that poll: what we hold of revoked partitions
+                // was consumed before it and must not be stored or committed here.
+                let mut revoked = ctx.revoked.lock();
+                if !revoked.is_empty() {
+                    burst.retain(|m| {
+                        !revoked
+                            .iter()
+                            .any(|(t, p)| t == m.topic() && *p == m.partition())
+                    });
+                    revoked.clear();
+                }
             }
-            None => {}
+            match polled {
+                Some(Ok(m)) => burst.push(m),
+                Some(Err(e)) => {
+                    metrics::counter!("strata_kafka_errors_total").increment(1);
+                    tracing::warn!(error = %e, "Kafka poll");
+                    break;
+                }
+                None => break,
+            }
+            timeout = Duration::ZERO;
         }
+        ctx.add(&burst);
+        drop(burst);
         if !paused && ctx.due() {
             ctx.flush(&c, Flush::Due);
         }
