@@ -152,6 +152,17 @@ fn committed_and_high(broker: &Broker, group: &str, topic: &str, n: i32) -> Vec<
 /// A message's payload and its headers as (key, value) pairs.
 type Received = (Vec<u8>, Vec<(String, String)>);
 
+/// Waits until `group` has committed every partition of `points` up to its (non-empty)
+/// end: what lag tools read from the broker.
+async fn wait_committed_to_end(broker: &Broker, group: &str) {
+    wait_for(30, "offsets committed to the end", || async {
+        committed_and_high(broker, group, "points", PARTITIONS)
+            .iter()
+            .all(|(c, h)| c == h && *h > 0)
+    })
+    .await;
+}
+
 /// Every message of `topic` partition 0, with its headers.
 fn read_all(broker: &Broker, topic: &str, want: usize) -> Vec<Received> {
     let c: BaseConsumer = ClientConfig::new()
@@ -304,12 +315,7 @@ async fn json_and_line_protocol_topics_store_everything_once_and_dead_letter_the
 
     // The group's committed offsets reach the end of every partition (lag tools agree),
     // and the status table says the same.
-    wait_for(30, "offsets committed to the end", || async {
-        committed_and_high(&broker, "g1", "points", PARTITIONS)
-            .iter()
-            .all(|(c, h)| c == h && *h > 0)
-    })
-    .await;
+    wait_committed_to_end(&broker, "g1").await;
     let rows = s
         .query(
             "fleet",
@@ -328,15 +334,7 @@ async fn json_and_line_protocol_topics_store_everything_once_and_dead_letter_the
     assert_eq!(i64_of(&rows[1]["messages"]), messages + 3);
     assert_eq!(i64_of(&rows[1]["bad"]), 3);
     assert_eq!(rows[1]["assigned"], true);
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
+    let metrics = s.metrics().await;
     assert!(
         metrics
             .contains("strata_kafka_bad_messages_total{topic=\"points\",reason=\"undecodable\"} 2"),
@@ -382,12 +380,7 @@ async fn kill_9_in_the_middle_of_consumption_loses_and_duplicates_nothing() {
         count_sum(&s, "fleet", "cpu_usage").await.0 >= want_n
     })
     .await;
-    wait_for(30, "offsets committed to the end", || async {
-        committed_and_high(&broker, "g2", "points", PARTITIONS)
-            .iter()
-            .all(|(c, h)| c == h)
-    })
-    .await;
+    wait_committed_to_end(&broker, "g2").await;
     assert_eq!(
         count_sum(&s, "fleet", "cpu_usage").await,
         (want_n, want_sum)
@@ -477,12 +470,7 @@ async fn two_members_split_partitions_and_hand_over_cleanly() {
         "A {a_total:?} + B {b_total:?}"
     );
     assert_eq!(a_total.1 + b_total.1, want_sum);
-    wait_for(30, "offsets committed to the end", || async {
-        committed_and_high(&broker, "g3", "points", PARTITIONS)
-            .iter()
-            .all(|(c, h)| c == h)
-    })
-    .await;
+    wait_committed_to_end(&broker, "g3").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -514,15 +502,7 @@ async fn over_the_memory_budget_consumption_pauses_and_resumes_by_itself() {
         count_sum(&s, "fleet", "cpu_usage").await,
         (want_n, want_sum)
     );
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
+    let metrics = s.metrics().await;
     let pauses = metrics
         .lines()
         .find_map(|l| l.strip_prefix("strata_kafka_pauses_total "))

@@ -103,6 +103,18 @@ impl Server {
         serde_json::from_str(&text).expect("json rows")
     }
 
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     /// Runs a query and returns (status, body text).
     pub async fn query_raw(&self, db: &str, sql: &str, format: &str) -> (u16, String) {
         let r = self

@@ -335,15 +335,7 @@ async fn other_endpoints_formats_and_limits() {
         .await;
     assert_eq!(code, 200);
     assert!(explain.contains("TierScanExec: table=disk"), "{explain}");
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = s.metrics().await;
     assert!(metrics.contains("strata_points_written_total"), "{metrics}");
     assert!(metrics.contains("strata_wal_fsyncs_total"), "{metrics}");
 }

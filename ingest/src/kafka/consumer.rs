@@ -126,6 +126,8 @@ pub(super) struct Context {
     /// Partitions revoked since the consumer loop last looked: messages of theirs it
     /// holds undecoded are stale (not committed; their next owner reads them again).
     revoked: Mutex<Vec<(String, i32)>>,
+    /// Threads a burst may be decoded on (the CPUs available, read once).
+    decode_threads: usize,
 }
 
 impl Context {
@@ -151,6 +153,7 @@ impl Context {
             durable: Mutex::new(BTreeMap::new()),
             assignments: AtomicU64::new(0),
             revoked: Mutex::new(Vec::new()),
+            decode_threads: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 
@@ -190,8 +193,8 @@ impl Context {
     /// Decodes messages (in parallel when there are many) and adds them, in order, to
     /// the pending batch.
     fn add(&self, messages: &[BorrowedMessage<'_>]) {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, usize::from)
+        let threads = self
+            .decode_threads
             .min(messages.len() / MIN_MESSAGES_PER_THREAD)
             .max(1);
         if threads == 1 {
