@@ -1,9 +1,10 @@
 //! `strata-benchmarks`: macro-benchmarks that drive a real `strata` binary over its
-//! public interfaces and report figures (the `spine` runner: HTTP ingest rate, Parquet
-//! bytes per value, aggregate query latency). The TSBS-style generator, query set and
-//! side-by-side runners against other systems come with the benchmarks issue.
+//! public interfaces and report figures: `tsbs` (the TSBS cpu-only workload side by side
+//! with DuckDB, chDB and InfluxDB 1.x), `spine` (HTTP ingest rate, Parquet bytes per
+//! value, aggregate latency) and `kafka` (consumption throughput).
 //! Micro-benchmarks live in each crate's `benches/`; timing never belongs in tests.
 
 pub mod data;
 pub mod kafka;
 pub mod server;
+pub mod tsbs;

@@ -86,6 +86,8 @@ pub struct TableBuffer {
     pub columns: Vec<ColumnDef>,
     pub active: BTreeMap<i64, HotChunk>,
     pub frozen: Vec<Arc<FrozenChunk>>,
+    /// The latest row of every series, once a query asked for it.
+    pub last_values: Option<crate::last_values::LastValues>,
 }
 
 impl TableBuffer {

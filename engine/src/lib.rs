@@ -17,6 +17,7 @@
 pub mod buffer;
 pub mod clock;
 pub mod dedup;
+pub mod last_values;
 pub mod paths;
 pub mod persist;
 pub mod schema;
@@ -190,9 +191,25 @@ pub struct HotPiece {
     pub min_time: i64,
     pub max_time: i64,
     pub rows: usize,
+    /// Memory the piece's Arrow buffers hold (what counts against the memory budget).
+    pub bytes: usize,
     /// Rows may share (series, time): last-write-wins must run over this piece.
     pub may_overlap: bool,
     pub batches: Vec<SeqBatch>,
+}
+
+/// One table's last-value cache, as `system.last_value_caches` shows it.
+#[derive(Debug, Clone)]
+pub struct LastValuesStatus {
+    pub db: String,
+    pub table: String,
+    pub state: &'static str,
+    pub reason: Option<String>,
+    pub series: u64,
+    pub bytes: u64,
+    pub hits: u64,
+    pub started_at: i64,
+    pub ready_at: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -234,6 +251,9 @@ impl Shared {
         let dbs = st.dbs.entry(db.to_string()).or_default();
         for (name, batch) in tables {
             let t = dbs.entry(name).or_default();
+            if let Some(lv) = t.last_values.as_mut() {
+                lv.apply_write(&batch);
+            }
             added += apply_batch(t, seq, batch, chunk_ns, now);
         }
         st.applied_seq = st.applied_seq.max(seq);
@@ -595,6 +615,95 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Starts `table`'s last-value cache if it has none (or a failed warm-up left none):
+    /// from now on writes update it. Returns true when the caller must now read each
+    /// series' latest row from the table and hand it to [`Self::last_values_fill`]
+    /// (or [`Self::last_values_abandon`]).
+    pub fn last_values_start(&self, db: &str, table: &str) -> bool {
+        let now = self.shared.clock.now_ns();
+        let mut st = self.shared.state.write();
+        let Some(t) = st.dbs.get_mut(db).and_then(|d| d.get_mut(table)) else {
+            return false;
+        };
+        if t.last_values.is_some() {
+            return false;
+        }
+        t.last_values = Some(last_values::LastValues::warming(now));
+        true
+    }
+
+    /// Completes a warm-up with the latest row of every series as read from the table
+    /// (a read that started after [`Self::last_values_start`]).
+    pub fn last_values_fill(&self, db: &str, table: &str, batches: &[RecordBatch]) {
+        let now = self.shared.clock.now_ns();
+        let mut st = self.shared.state.write();
+        let Some(t) = st.dbs.get_mut(db).and_then(|d| d.get_mut(table)) else {
+            return;
+        };
+        let columns = t.columns.clone();
+        if let Some(lv) = t.last_values.as_mut() {
+            lv.merge_scan(batches, &columns, now);
+        }
+    }
+
+    /// Drops a cache whose warm-up failed, so a later query tries again.
+    pub fn last_values_abandon(&self, db: &str, table: &str) {
+        let mut st = self.shared.state.write();
+        if let Some(t) = st.dbs.get_mut(db).and_then(|d| d.get_mut(table))
+            && t.last_values
+                .as_ref()
+                .is_some_and(|lv| lv.state == last_values::CacheState::Warming)
+        {
+            t.last_values = None;
+        }
+    }
+
+    /// The latest row of every series of `table` in `schema` (the table's schema as a
+    /// query planned it; columns added since are left out, missing ones are null), when
+    /// its cache is ready (counted as a hit); `None` otherwise.
+    pub fn last_values(
+        &self,
+        db: &str,
+        table: &str,
+        schema: &SchemaRef,
+    ) -> Option<Result<RecordBatch, arrow::error::ArrowError>> {
+        let st = self.shared.state.read();
+        let t = st.dbs.get(db)?.get(table)?;
+        let lv = t.last_values.as_ref()?;
+        if lv.state != last_values::CacheState::Ready {
+            return None;
+        }
+        lv.hits.fetch_add(1, Ordering::Relaxed);
+        Some(lv.to_batch(schema, &t.columns, i64::MIN))
+    }
+
+    /// Every table's last-value cache, for `system.last_value_caches`.
+    pub fn last_values_status(&self) -> Vec<LastValuesStatus> {
+        let st = self.shared.state.read();
+        let mut out = Vec::new();
+        for (db, tables) in &st.dbs {
+            for (table, t) in tables {
+                if let Some(lv) = &t.last_values {
+                    out.push(LastValuesStatus {
+                        db: db.clone(),
+                        table: table.clone(),
+                        state: lv.state.name(),
+                        reason: match &lv.state {
+                            last_values::CacheState::Off(why) => Some(why.clone()),
+                            _ => None,
+                        },
+                        series: lv.series() as u64,
+                        bytes: lv.bytes() as u64,
+                        hits: lv.hits.load(Ordering::Relaxed),
+                        started_at: lv.started_at,
+                        ready_at: lv.ready_at,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// A consistent snapshot of one table: hot pieces and files, each row visible once
     /// or (for a chunk being persisted right now) twice with equal values, which the
     /// dedup step of a query merges.
@@ -613,6 +722,7 @@ impl Engine {
                 min_time: c.stats.min_time,
                 max_time: c.stats.max_time,
                 rows: c.stats.rows,
+                bytes: c.stats.bytes,
                 may_overlap: c.stats.may_overlap,
                 batches: c.batches.clone(),
             })
@@ -623,6 +733,7 @@ impl Engine {
             min_time: c.stats.min_time,
             max_time: c.stats.max_time,
             rows: c.stats.rows,
+            bytes: c.stats.bytes,
             may_overlap: c.stats.may_overlap,
             batches: c.batches.clone(),
         }));

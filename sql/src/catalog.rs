@@ -113,7 +113,7 @@ impl SchemaProvider for PublicSchema {
     }
 }
 
-const SYSTEM_TABLES: [&str; 2] = ["tables", "parquet_files"];
+const SYSTEM_TABLES: [&str; 3] = ["tables", "parquet_files", "last_value_caches"];
 
 #[derive(Debug)]
 struct SystemSchema {
@@ -138,6 +138,7 @@ impl SchemaProvider for SystemSchema {
         let batch = match name {
             "tables" => self.tables()?,
             "parquet_files" => self.parquet_files()?,
+            "last_value_caches" => self.last_value_caches()?,
             _ => match self
                 .engine
                 .system_tables()
@@ -175,6 +176,7 @@ impl SystemSchema {
         let mut names = Vec::new();
         let mut columns = Vec::new();
         let mut hot_rows = Vec::new();
+        let mut hot_bytes = Vec::new();
         let mut files = Vec::new();
         let mut file_rows = Vec::new();
         let mut file_bytes = Vec::new();
@@ -198,6 +200,7 @@ impl SystemSchema {
                     .join(", "),
             );
             hot_rows.push(s.hot.iter().map(|h| h.rows as u64).sum::<u64>());
+            hot_bytes.push(s.hot.iter().map(|h| h.bytes as u64).sum::<u64>());
             files.push(s.files.len() as u64);
             file_rows.push(s.files.iter().map(|f| f.row_count).sum::<u64>());
             file_bytes.push(s.files.iter().map(|f| f.size_bytes).sum::<u64>());
@@ -207,6 +210,7 @@ impl SystemSchema {
             Arc::new(StringArray::from(names)),
             Arc::new(StringArray::from(columns)),
             Arc::new(UInt64Array::from(hot_rows)),
+            Arc::new(UInt64Array::from(hot_bytes)),
             Arc::new(UInt64Array::from(files)),
             Arc::new(UInt64Array::from(file_rows)),
             Arc::new(UInt64Array::from(file_bytes)),
@@ -217,6 +221,7 @@ impl SystemSchema {
                 ("table_name", DataType::Utf8),
                 ("columns", DataType::Utf8),
                 ("hot_rows", DataType::UInt64),
+                ("hot_bytes", DataType::UInt64),
                 ("parquet_files", DataType::UInt64),
                 ("parquet_rows", DataType::UInt64),
                 ("parquet_bytes", DataType::UInt64),
@@ -275,6 +280,55 @@ impl SystemSchema {
                 ("row_count", DataType::UInt64),
                 ("size_bytes", DataType::UInt64),
                 ("max_seq", DataType::UInt64),
+            ]),
+            cols,
+        )?)
+    }
+
+    /// `system.last_value_caches`: this database's last-value caches (see
+    /// `strata_sql::last_values`).
+    fn last_value_caches(&self) -> Result<RecordBatch> {
+        let caches: Vec<_> = self
+            .engine
+            .last_values_status()
+            .into_iter()
+            .filter(|c| c.db == self.db)
+            .collect();
+        let ts = strata_engine::schema::time_type();
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                caches.iter().map(|c| c.table.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                caches.iter().map(|c| c.state),
+            )),
+            Arc::new(StringArray::from_iter(
+                caches.iter().map(|c| c.reason.as_deref()),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                caches.iter().map(|c| c.series),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                caches.iter().map(|c| c.bytes),
+            )),
+            Arc::new(UInt64Array::from_iter_values(caches.iter().map(|c| c.hits))),
+            Arc::new(TimestampNanosecondArray::from_iter_values(
+                caches.iter().map(|c| c.started_at),
+            )),
+            Arc::new(TimestampNanosecondArray::from_iter(
+                caches.iter().map(|c| c.ready_at),
+            )),
+        ];
+        Ok(RecordBatch::try_new(
+            schema(&[
+                ("table_name", DataType::Utf8),
+                ("state", DataType::Utf8),
+                ("reason", DataType::Utf8),
+                ("series", DataType::UInt64),
+                ("bytes", DataType::UInt64),
+                ("hits", DataType::UInt64),
+                ("started_at", ts.clone()),
+                ("ready_at", ts),
             ]),
             cols,
         )?)

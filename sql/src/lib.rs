@@ -13,6 +13,8 @@ pub mod catalog;
 pub mod flight;
 pub mod functions;
 pub mod http;
+pub mod last_values;
+pub mod newest_buckets;
 pub mod normalize;
 pub mod pg;
 pub mod table;
@@ -180,6 +182,7 @@ impl QueryEngine {
             .with_runtime_env(Arc::clone(&self.runtime))
             .with_catalog_list(catalogs)
             .with_default_features()
+            .with_analyzer_rule(Arc::new(last_values::LastValueRule::new(self.clone())))
             .build();
         let tz = state.config().options().execution.time_zone.clone();
         let ctx = SessionContext::new_with_state(state);
@@ -357,6 +360,23 @@ async fn plan(ctx: &SessionContext, work: Work) -> Result<(SchemaRef, SendableRe
             ctx.execute_logical_plan(*plan).await?
         }
     };
+    // Top-k over time buckets: answered from a window of the newest data when it can be.
+    if matches!(
+        df.logical_plan(),
+        datafusion::logical_expr::LogicalPlan::Limit(_)
+    ) {
+        let optimized = ctx.state().optimize(df.logical_plan())?;
+        if let Some(shape) = newest_buckets::shape(&optimized)
+            && let Some((schema, batches)) = newest_buckets::run(ctx, &optimized, &shape).await?
+        {
+            let stream = datafusion::physical_plan::memory::MemoryStream::try_new(
+                batches,
+                Arc::clone(&schema),
+                None,
+            )?;
+            return Ok((schema, Box::pin(stream)));
+        }
+    }
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let stream = df.execute_stream().await?;
     Ok((schema, stream))

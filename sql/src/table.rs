@@ -47,6 +47,18 @@ use strata_engine::{HotPiece, TableSnapshot};
 /// The URL under which the engine's data store is registered with DataFusion.
 pub const DATA_STORE_URL: &str = "strata://data";
 
+/// The metric table behind a logical plan's table source, if it is one.
+pub fn metric_table(
+    source: &Arc<dyn datafusion::logical_expr::TableSource>,
+) -> Option<&MetricTable> {
+    let any: &dyn std::any::Any = source.as_ref();
+    let provider = &any
+        .downcast_ref::<datafusion::datasource::DefaultTableSource>()?
+        .table_provider;
+    let any: &dyn std::any::Any = provider.as_ref();
+    any.downcast_ref::<MetricTable>()
+}
+
 /// One metric table over all of its data.
 #[derive(Debug)]
 pub struct MetricTable {
@@ -56,6 +68,11 @@ pub struct MetricTable {
 impl MetricTable {
     pub fn new(snap: TableSnapshot) -> Self {
         Self { snap }
+    }
+
+    /// The table's data as of planning.
+    pub fn snapshot(&self) -> &TableSnapshot {
+        &self.snap
     }
 
     fn pushable(&self, e: &Expr) -> bool {

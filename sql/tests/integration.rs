@@ -6,6 +6,8 @@
 //! Besides SQL, a record may write line protocol: a statement whose first line is
 //! `write_lp <database>` writes the following lines (nanosecond timestamps).
 
+mod last_values;
 mod limits;
 mod metadata;
+mod newest_buckets;
 mod slt;

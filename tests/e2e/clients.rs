@@ -10,7 +10,7 @@ use super::flight::write_fleet;
 use super::server::Server;
 
 /// The virtualenv's Python: `STRATA_PYTHON`, else where `scripts/test.sh` puts it.
-fn python() -> PathBuf {
+pub(super) fn python() -> PathBuf {
     let path = std::env::var_os("STRATA_PYTHON").map_or_else(
         || {
             let home = std::env::var_os("HOME").expect("HOME");

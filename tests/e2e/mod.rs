@@ -4,4 +4,5 @@ mod flight;
 mod kafka;
 mod pg;
 mod server;
+mod tsbs;
 mod writes;

@@ -1,0 +1,192 @@
+"""The TSBS query runner of `strata-benchmarks tsbs`: times every query type on Strata
+(Arrow Flight SQL through the ADBC driver) and on the peers (DuckDB and chDB in process
+over the Parquet export, InfluxDB 1.x over HTTP with InfluxQL), and checks every Strata
+answer against DuckDB's.
+
+    python tsbs.py SPEC.json RESULTS.json
+
+SPEC (written by the Rust harness): flight address, database, parquet path, engines,
+influx URL, and `types`: [{name, description, instances: [{sql, clickhouse, influxql}]}].
+"""
+
+import json
+import math
+import sys
+import time
+import urllib.parse
+import urllib.request
+import warnings
+
+# ADBC warns that Flight SQL connections cannot turn autocommit off; queries only here.
+warnings.filterwarnings("ignore", message="Cannot disable autocommit")
+
+
+class Strata:
+    def __init__(self, spec):
+        import adbc_driver_flightsql.dbapi as flightsql
+        from adbc_driver_flightsql import DatabaseOptions
+
+        kwargs = {DatabaseOptions.RPC_CALL_HEADER_PREFIX.value + "database": spec["database"]}
+        self.conn = flightsql.connect(f"grpc://{spec['flight']}", db_kwargs=kwargs)
+
+    def run(self, q):
+        with self.conn.cursor() as cur:
+            cur.execute(q["sql"])
+            return cur.fetch_arrow_table()
+
+
+class DuckDB:
+    def __init__(self, spec):
+        import duckdb
+
+        self.con = duckdb.connect()
+        path = spec["parquet"].replace("'", "''")
+        self.con.execute(f"CREATE VIEW cpu AS SELECT * FROM read_parquet('{path}')")
+
+    def run(self, q):
+        return self.con.execute(q["sql"]).to_arrow_table()
+
+
+class ChDB:
+    def __init__(self, spec):
+        import chdb
+
+        self.chdb = chdb
+        self.source = "file('{}', Parquet)".format(spec["parquet"].replace("'", "\\'"))
+
+    def run(self, q):
+        sql = q["clickhouse"].replace("FROM cpu", f"FROM {self.source}")
+        return self.chdb.query(sql, "ArrowTable")
+
+
+class InfluxDB:
+    def __init__(self, spec):
+        self.url = spec["influx"] + "/query"
+        self.db = spec["database"]
+
+    def run(self, q):
+        params = urllib.parse.urlencode({"db": self.db, "q": q["influxql"], "epoch": "ns"})
+        with urllib.request.urlopen(f"{self.url}?{params}", timeout=600) as r:
+            body = json.load(r)
+        rows = 0
+        for result in body.get("results", []):
+            if "error" in result:
+                raise RuntimeError(result["error"])
+            for series in result.get("series", []):
+                rows += len(series.get("values", []))
+        return rows
+
+
+ENGINES = {"strata": Strata, "duckdb": DuckDB, "chdb": ChDB, "influxdb": InfluxDB}
+
+
+def row_count(result):
+    return result if isinstance(result, int) else result.num_rows
+
+
+def normalized(table):
+    """Rows as sorted tuples over the sorted column names; times as integer ns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = sorted(table.column_names)
+    columns = []
+    for name in names:
+        col = table.column(name)
+        if pa.types.is_timestamp(col.type):
+            col = pc.cast(pc.cast(col, pa.timestamp("ns", col.type.tz)), pa.int64())
+        elif pa.types.is_dictionary(col.type):
+            col = pc.cast(col, col.type.value_type)
+        columns.append(col.to_pylist())
+    rows = list(zip(*columns)) if columns else []
+    rows.sort(key=lambda r: tuple((v is None, v if not isinstance(v, float) else round(v, 6)) for v in r))
+    return names, rows
+
+
+def same_value(a, b):
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return a is b
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    return a == b
+
+
+def compare(name, i, sql, got, want):
+    """None when equal, else what differs."""
+    gn, grows = normalized(got)
+    wn, wrows = normalized(want)
+    where = f"{name} #{i} ({sql})"
+    if gn != wn:
+        return f"{where}: columns {gn} vs DuckDB {wn}"
+    if len(grows) != len(wrows):
+        return f"{where}: {len(grows)} rows vs DuckDB {len(wrows)}"
+    for g, w in zip(grows, wrows):
+        if not all(same_value(a, b) for a, b in zip(g, w)):
+            return f"{where}: row {g} vs DuckDB {w}"
+    return None
+
+
+def percentile(sorted_ms, p):
+    k = max(0, min(len(sorted_ms) - 1, math.ceil(p * len(sorted_ms)) - 1))
+    return sorted_ms[k]
+
+
+def main():
+    spec = json.load(open(sys.argv[1]))
+    engines = {}
+    for name in spec["engines"]:
+        engines[name] = ENGINES[name](spec)
+    out = {"types": [], "mismatches": []}
+    for qt in spec["types"]:
+        name = qt["name"]
+        times = {e: [] for e in engines}
+        rows = {e: 0 for e in engines}
+        errors = {}
+        checked = 0
+        # Warm-up: every engine runs the first instance once, untimed.
+        for e, engine in engines.items():
+            try:
+                engine.run(qt["instances"][0])
+            except Exception as err:  # reported per engine, the others go on
+                errors[e] = f"{type(err).__name__}: {err}"
+        for i, q in enumerate(qt["instances"]):
+            results = {}
+            for e, engine in engines.items():
+                if e in errors:
+                    continue
+                try:
+                    t = time.perf_counter()
+                    result = engine.run(q)
+                    times[e].append((time.perf_counter() - t) * 1000)
+                    results[e] = result
+                    rows[e] = row_count(result)
+                except Exception as err:
+                    errors[e] = f"{type(err).__name__}: {err}"
+            if "strata" in results and "duckdb" in results:
+                diff = compare(name, i, q["sql"], results["strata"], results["duckdb"])
+                if diff:
+                    out["mismatches"].append(diff)
+                else:
+                    checked += 1
+        figures = {}
+        for e in engines:
+            ms = sorted(times[e])
+            figures[e] = {
+                "median_ms": ms[len(ms) // 2] if ms else 0.0,
+                "p95_ms": percentile(ms, 0.95) if ms else 0.0,
+                "min_ms": ms[0] if ms else 0.0,
+                "rows": rows[e],
+                "error": errors.get(e),
+            }
+        line = "  ".join(
+            f"{e} {f['median_ms']:.1f} ms" if not f["error"] else f"{e} ERROR" for e, f in figures.items()
+        )
+        print(f"{name:24} {line}", file=sys.stderr, flush=True)
+        out["types"].append(
+            {"name": name, "description": qt["description"], "engines": figures, "checked": checked}
+        )
+    json.dump(out, open(sys.argv[2], "w"), indent=2)
+
+
+if __name__ == "__main__":
+    main()
