@@ -7,7 +7,8 @@
 //!
 //! reads the cache (one row per series) instead of every file. That is exact: the latest
 //! row of a group of series is the latest of its series' latest rows, and `DISTINCT ON`
-//! with its `ORDER BY` still runs over the cached rows, so ties break the same way. It
+//! with its `ORDER BY` still runs over the cached rows (as the first row per group by
+//! `row_number()`), so ties break the same way. It
 //! applies when the `DISTINCT ON` keys are tags, the `ORDER BY` is those keys then `time
 //! DESC`, and every predicate is on tags (a time or field predicate could exclude a
 //! series' latest row while an older one qualifies).
@@ -24,7 +25,11 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::memory::MemTable;
 use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::{Distinct, DistinctOn, Expr, LogicalPlan, TableScanBuilder};
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{
+    Distinct, DistinctOn, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, TableScanBuilder,
+};
+use datafusion::prelude::{ident, lit};
 use datafusion::optimizer::AnalyzerRule;
 use futures::TryStreamExt;
 use strata_catalog::ColumnKind;
@@ -32,6 +37,9 @@ use strata_engine::schema::TIME_COLUMN;
 
 use crate::QueryEngine;
 use crate::table::{MetricTable, metric_table};
+
+/// The rank column of the rewritten plan (projected away).
+const RANK_COLUMN: &str = "__strata_last_rank";
 
 /// The analyzer rule (runs before DataFusion turns `DISTINCT ON` into an aggregate).
 #[derive(Debug)]
@@ -74,9 +82,22 @@ impl LastValueRule {
             ))),
             other => Ok(Transformed::no(other)),
         })?;
-        let mut on = on.clone();
-        on.input = Arc::new(input.data);
-        Ok(Transformed::yes(LogicalPlan::Distinct(Distinct::On(on))))
+        // `DISTINCT ON` as DataFusion plans it (an ordered `first_value` per column) costs
+        // far more than the few cached rows: take the first row of each group in the
+        // sort order with `row_number()` instead, which is the same definition.
+        let sort = on.sort_expr.clone().unwrap_or_default();
+        let rank = row_number()
+            .partition_by(on.on_expr.clone())
+            .order_by(sort.clone())
+            .build()?
+            .alias(RANK_COLUMN);
+        let plan = LogicalPlanBuilder::from(input.data)
+            .window(vec![rank])?
+            .filter(ident(RANK_COLUMN).eq(lit(1u64)))?
+            .sort(sort)?
+            .project(on.select_expr.clone())?
+            .build()?;
+        Ok(Transformed::yes(plan))
     }
 
     /// Reads each series' latest row in the background and hands it to the cache.
