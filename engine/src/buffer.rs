@@ -5,7 +5,7 @@
 //! chunk (it stays visible to queries) and removes it once its Parquet file is in the
 //! catalog; later writes to the same time range start a new chunk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use arrow::array::{Array, BooleanArray, DictionaryArray, StringArray, TimestampN
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::Int32Type;
 use arrow::record_batch::RecordBatch;
+use datafusion::common::HashMap;
 use datafusion::common::hash_utils::RandomState;
 use strata_catalog::ColumnDef;
 

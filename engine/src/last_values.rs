@@ -14,7 +14,6 @@
 //! would change an entry, and a hash collision turns the table's cache off for good
 //! ([`CacheState::Off`]) rather than risk a wrong answer.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -25,7 +24,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int32Type, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use datafusion::common::ScalarValue;
+use datafusion::common::{HashMap, ScalarValue};
 use strata_catalog::{ColumnDef, ColumnKind};
 
 use crate::buffer::series_hashes;
@@ -137,7 +136,8 @@ impl LastValues {
         };
         let hashes = series_hashes(batch);
         // Only each series' rows at its newest time in this batch can change the cache.
-        let mut newest: HashMap<u64, i64> = HashMap::with_capacity(hashes.len().min(4096));
+        let mut newest: HashMap<u64, i64> =
+            HashMap::with_capacity_and_hasher(hashes.len().min(4096), Default::default());
         for (h, t) in hashes.iter().zip(times.values()) {
             let n = newest.entry(*h).or_insert(i64::MIN);
             *n = (*n).max(*t);

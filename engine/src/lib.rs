@@ -25,7 +25,7 @@ pub mod system;
 pub mod wal;
 pub mod write;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -498,13 +498,14 @@ impl Engine {
         };
         let mut rejected = Vec::new();
         let mut valid: BTreeMap<&str, Vec<&Point>> = BTreeMap::new();
-        let mut scratch: HashMap<String, Vec<ColumnDef>> = HashMap::new();
+        let mut scratch: datafusion::common::HashMap<&str, Vec<ColumnDef>> =
+            datafusion::common::HashMap::default();
         {
             // Validation and the schema change it implies are one atomic step, so two
             // concurrent writes cannot give one field two types.
             let mut st = self.shared.state.write();
             for p in &points {
-                let cols = scratch.entry(p.table.clone()).or_insert_with(|| {
+                let cols = scratch.entry(p.table.as_str()).or_insert_with(|| {
                     st.dbs
                         .get(db)
                         .and_then(|t| t.get(&p.table))

@@ -1,7 +1,7 @@
 //! Points as decoders hand them to the engine, their validation against table schemas,
 //! and their conversion into one Arrow record batch per table.
 
-use std::collections::HashMap;
+use datafusion::common::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{

@@ -29,8 +29,8 @@ use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{
     Distinct, DistinctOn, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, TableScanBuilder,
 };
-use datafusion::prelude::{ident, lit};
 use datafusion::optimizer::AnalyzerRule;
+use datafusion::prelude::{ident, lit};
 use futures::TryStreamExt;
 use strata_catalog::ColumnKind;
 use strata_engine::schema::TIME_COLUMN;
