@@ -91,7 +91,6 @@ async fn distinct_on_latest_row_comes_from_the_cache_and_equals_a_scan() {
     let (engine, _) = Engine::open(EngineConfig::for_test(dir.path()), Arc::new(SystemClock))
         .await
         .expect("engine");
-    let engine = Arc::new(engine);
     let q = QueryEngine::new(Arc::clone(&engine), QueryConfig::default()).expect("queries");
     let t0 = SystemClock.now_ns() / 1_000_000_000 * 1_000_000_000 - 3_600_000_000_000;
     let s = 1_000_000_000;
@@ -184,7 +183,6 @@ async fn other_shapes_are_not_served_from_the_cache() {
     let (engine, _) = Engine::open(EngineConfig::for_test(dir.path()), Arc::new(SystemClock))
         .await
         .expect("engine");
-    let engine = Arc::new(engine);
     let q = QueryEngine::new(Arc::clone(&engine), QueryConfig::default()).expect("queries");
     let t0 = SystemClock.now_ns() - 3_600_000_000_000;
     write(

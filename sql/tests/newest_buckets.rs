@@ -32,7 +32,6 @@ async fn newest_buckets_from_a_window_equal_the_full_answer() {
     let (engine, _) = Engine::open(config, Arc::new(SystemClock))
         .await
         .expect("engine");
-    let engine = Arc::new(engine);
     let q = QueryEngine::new(Arc::clone(&engine), QueryConfig::default()).expect("queries");
     let s = 1_000_000_000i64;
     let hour = 3600 * s;
