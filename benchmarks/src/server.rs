@@ -89,6 +89,24 @@ impl Strata {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
     }
+
+    /// Rows of a query on database `db` through the HTTP API, as JSON objects.
+    pub async fn sql(
+        &self,
+        client: &reqwest::Client,
+        db: &str,
+        sql: &str,
+    ) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error + Send + Sync>> {
+        let r = client
+            .get(self.url("/api/v3/query_sql"))
+            .query(&[("db", db), ("q", sql), ("format", "json")])
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            return Err(format!("query {sql:?} failed: {}", r.text().await?).into());
+        }
+        Ok(r.json().await?)
+    }
 }
 
 impl Drop for Strata {

@@ -365,7 +365,8 @@ async fn plan(ctx: &SessionContext, work: Work) -> Result<(SchemaRef, SendableRe
         df.logical_plan(),
         datafusion::logical_expr::LogicalPlan::Limit(_)
     ) {
-        let optimized = ctx.state().optimize(df.logical_plan())?;
+        let state = ctx.state();
+        let optimized = state.optimize(df.logical_plan())?;
         if let Some(shape) = newest_buckets::shape(&optimized)
             && let Some((schema, batches)) = newest_buckets::run(ctx, &optimized, &shape).await?
         {
@@ -376,6 +377,14 @@ async fn plan(ctx: &SessionContext, work: Work) -> Result<(SchemaRef, SendableRe
             )?;
             return Ok((schema, Box::pin(stream)));
         }
+        // Not that shape: run what was just optimized rather than optimizing it again.
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&optimized, &state)
+            .await?;
+        let stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
+        return Ok((schema, stream));
     }
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let stream = df.execute_stream().await?;

@@ -175,15 +175,9 @@ async fn main() -> Res<()> {
 }
 
 async fn query(client: &reqwest::Client, s: &Strata, sql: &str) -> Res<Vec<Value>> {
-    let r = client
-        .get(s.url("/api/v3/query_sql"))
-        .query(&[("db", "bench"), ("q", sql), ("format", "json")])
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        return Err(format!("query failed: {}", r.text().await?).into());
-    }
-    Ok(r.json().await?)
+    s.sql(client, "bench", sql)
+        .await
+        .map_err(|e| -> Box<dyn std::error::Error> { e })
 }
 
 async fn latency(

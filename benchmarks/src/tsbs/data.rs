@@ -2,6 +2,7 @@
 //! usage fields, each a clamped random walk. Deterministic for a seed, independent of any
 //! crate's random number generator (so a seed means the same data in every release).
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampNanosecondArray};
@@ -198,7 +199,6 @@ impl Generator {
         let mut ints: Vec<Vec<i64>> = (0..10).map(|_| Vec::with_capacity(int_n)).collect();
         let mut floats: Vec<Vec<f64>> = (0..10).map(|_| Vec::with_capacity(float_n)).collect();
         let values = self.values;
-        let mut buf = itoa_buf();
         for _ in 0..steps {
             self.advance(|i, h, t| {
                 lines.push_str(&h.line_prefix);
@@ -211,20 +211,17 @@ impl Generator {
                     match values {
                         Values::Int => {
                             let v = w.round() as i64;
-                            lines.push_str(fmt_i64(&mut buf, v));
-                            lines.push('i');
+                            let _ = write!(lines, "{v}i");
                             ints[f].push(v);
                         }
                         Values::Float => {
                             let v = (w * 100.0).round() / 100.0;
-                            lines.push_str(&v.to_string());
+                            let _ = write!(lines, "{v}");
                             floats[f].push(v);
                         }
                     }
                 }
-                lines.push(' ');
-                lines.push_str(fmt_i64(&mut buf, t));
-                lines.push('\n');
+                let _ = writeln!(lines, " {t}");
                 time.push(t);
                 host_idx.push(i);
             });
@@ -269,17 +266,6 @@ pub fn schema(values: Values) -> SchemaRef {
         false,
     ));
     Arc::new(Schema::new(fields))
-}
-
-fn itoa_buf() -> String {
-    String::with_capacity(24)
-}
-
-fn fmt_i64(buf: &mut String, v: i64) -> &str {
-    use std::fmt::Write;
-    buf.clear();
-    let _ = write!(buf, "{v}");
-    buf.as_str()
 }
 
 #[cfg(test)]

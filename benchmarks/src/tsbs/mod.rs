@@ -20,7 +20,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::server::Strata;
 use data::{FIELDS, Generator, INTERVAL_SECS, Values};
@@ -238,12 +238,13 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
     outcome.peak_rss_bytes = peak_rss(pid).unwrap_or(0);
 
     let tables = || async {
-        let rows = sql_http(
-            &client,
-            &server,
-            "SELECT * FROM system.tables WHERE table_name = 'cpu'",
-        )
-        .await?;
+        let rows = server
+            .sql(
+                &client,
+                DATABASE,
+                "SELECT * FROM system.tables WHERE table_name = 'cpu'",
+            )
+            .await?;
         rows.into_iter()
             .next()
             .ok_or_else(|| Error::from("no cpu table after the load"))
@@ -251,7 +252,9 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
     let t = tables().await?;
     outcome.hot_rows = t["hot_rows"].as_u64().unwrap_or(0);
     outcome.hot_bytes = t["hot_bytes"].as_u64().unwrap_or(0);
-    let counted = sql_http(&client, &server, "SELECT count(*) AS n FROM cpu").await?;
+    let counted = server
+        .sql(&client, DATABASE, "SELECT count(*) AS n FROM cpu")
+        .await?;
     if counted[0]["n"].as_u64() != Some(outcome.rows) {
         return Err(format!(
             "strata holds {} rows, {} were written",
@@ -453,19 +456,6 @@ async fn load(
         },
         retries,
     })
-}
-
-/// Rows of an HTTP SQL query, as JSON objects.
-async fn sql_http(client: &reqwest::Client, s: &Strata, sql: &str) -> Result<Vec<Value>> {
-    let r = client
-        .get(s.url("/api/v3/query_sql"))
-        .query(&[("db", DATABASE), ("q", sql), ("format", "json")])
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        return Err(format!("query {sql:?} failed: {}", r.text().await?).into());
-    }
-    Ok(r.json().await?)
 }
 
 /// User + system CPU time of a process so far (Linux `/proc/<pid>/stat`).

@@ -228,18 +228,14 @@ fn groupby_time(
         format!("hostname IN ({}) AND ", host_list(h))
     });
     let hosts_influx = hosts.map_or(String::new(), |h| format!("{} AND ", influx_hosts(h)));
-    let sql = format!(
-        "SELECT date_trunc('{unit}', time) AS {unit}, {aggs} FROM cpu \
-         WHERE {hosts_sql}time >= {} AND time < {} GROUP BY 1 ORDER BY 1",
-        sql_time(from),
-        sql_time(to)
-    );
-    let clickhouse = format!(
-        "SELECT date_trunc('{unit}', time) AS {unit}, {aggs} FROM cpu \
-         WHERE {hosts_sql}time >= {} AND time < {} GROUP BY 1 ORDER BY 1",
-        ch_time(from),
-        ch_time(to)
-    );
+    let body = |t: fn(i64) -> String| {
+        format!(
+            "SELECT date_trunc('{unit}', time) AS {unit}, {aggs} FROM cpu \
+             WHERE {hosts_sql}time >= {} AND time < {} GROUP BY 1 ORDER BY 1",
+            t(from),
+            t(to)
+        )
+    };
     let influxql = format!(
         "SELECT {} FROM cpu WHERE {hosts_influx}time >= {} AND time < {} GROUP BY time(1{})",
         influx_aggregates(func, fields),
@@ -248,8 +244,8 @@ fn groupby_time(
         &unit[..1]
     );
     Query {
-        sql,
-        clickhouse,
+        sql: body(sql_time),
+        clickhouse: body(ch_time),
         influxql,
     }
 }
