@@ -98,6 +98,9 @@ pub struct FileConfig {
     #[serde(default)]
     pub query: QueryFile,
     pub kafka: Option<KafkaFile>,
+    /// `[alerting]`: receivers, routes, inhibition, escalations and config-owned rules.
+    #[serde(default)]
+    pub alerting: strata_alerting::config::AlertingConfig,
 }
 
 /// `[kafka]`: the consumer. Topics are `[[kafka.topics]]` tables.
@@ -165,6 +168,7 @@ pub struct Settings {
     pub query: strata_sql::QueryConfig,
     /// Set only when brokers are given.
     pub kafka: Option<strata_ingest::kafka::KafkaConfig>,
+    pub alerting: strata_alerting::config::AlertingConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +265,7 @@ impl Settings {
             ingest,
             query,
             kafka,
+            alerting: file.alerting,
         })
     }
 }
@@ -401,28 +406,7 @@ pub fn size(key: &'static str, s: &str) -> Result<u64, ConfigError> {
 
 /// Parses `500ms`, `30s`, `10m`, `2h`, `7d`.
 pub fn duration(key: &'static str, s: &str) -> Result<Duration, ConfigError> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| ConfigError::Value {
-        key,
-        reason: format!("`{s}` is not a duration like 10m"),
-    })?;
-    let secs = |m: u64| Duration::from_secs(n.saturating_mul(m));
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" | "" => secs(1),
-        "m" => secs(60),
-        "h" => secs(3600),
-        "d" => secs(86_400),
-        "w" => secs(7 * 86_400),
-        other => {
-            return Err(ConfigError::Value {
-                key,
-                reason: format!("unknown duration unit `{other}` in `{s}` (use ms, s, m, h, d, w)"),
-            });
-        }
-    })
+    strata_catalog::units::parse_duration(s).map_err(|reason| ConfigError::Value { key, reason })
 }
 
 #[cfg(test)]

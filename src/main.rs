@@ -79,6 +79,23 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
 
+    let alerting = strata_alerting::Alerting::new(
+        engine.shared_catalog(),
+        Arc::new(query.clone()),
+        engine.clock(),
+        engine.data_store(),
+        &settings.alerting,
+    )
+    .await?;
+    query.set_commands(Arc::clone(&alerting) as _);
+    for name in strata_alerting::tables::TABLES {
+        engine.register_system_table(Arc::new(AlertingTable {
+            name,
+            alerting: Arc::clone(&alerting),
+        }));
+    }
+    let alerting_tasks = alerting.start();
+
     let grpc = strata_sql::flight::service(query.clone())?;
 
     let http = TcpListener::bind(settings.http_addr)
@@ -96,6 +113,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             query.clone(),
             metrics,
             settings.ingest.clone(),
+            Arc::clone(&alerting),
         ),
         grpc: grpc.clone(),
     };
@@ -139,6 +157,9 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             tracing::error!(error = %e, "stopping the Kafka consumer failed");
         }
     }
+    // Alerting reads through queries and saves its state after every step: stop it
+    // before the engine closes.
+    drop(alerting_tasks);
     tracing::info!("intake stopped; flushing the WAL");
     engine.shutdown().await;
     let _ = stop_queries.send(true);
@@ -154,6 +175,28 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// An alerting table in every database's `system` schema.
+#[derive(Debug)]
+struct AlertingTable {
+    name: &'static str,
+    alerting: Arc<strata_alerting::Alerting>,
+}
+
+impl strata_engine::system::SystemTable for AlertingTable {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn snapshot(&self) -> Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
+        self.alerting.table(self.name).unwrap_or_else(|| {
+            Err(arrow::error::ArrowError::InvalidArgumentError(format!(
+                "no alerting table `{}`",
+                self.name
+            )))
+        })
+    }
+}
+
 fn bind_error(what: &str, addr: SocketAddr, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(
         e.kind(),
@@ -166,6 +209,7 @@ fn router(
     query: QueryEngine,
     metrics: PrometheusHandle,
     ingest: strata_ingest::http::IngestConfig,
+    alerting: Arc<strata_alerting::Alerting>,
 ) -> Router {
     Router::new()
         .route(
@@ -182,6 +226,7 @@ fn router(
         )
         .merge(strata_ingest::http::router(Arc::clone(&engine), ingest))
         .merge(strata_sql::http::router(query))
+        .merge(strata_alerting::http::router(alerting))
         .layer(axum::middleware::from_fn(resolve_identity))
         .layer(axum::extract::DefaultBodyLimit::disable())
 }

@@ -16,7 +16,10 @@
 //! other gets [`Error::Conflict`]. Loading lists the prefix and reads the highest version.
 //! The newest [`KEEP_VERSIONS`] versions are kept; older ones are deleted after a commit.
 
+pub mod alerts;
 pub mod auth;
+pub mod clock;
+pub mod units;
 mod paths;
 mod state;
 

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::{AlertRuleDef, SilenceDef};
+
 /// One complete version of the catalog.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CatalogState {
@@ -12,6 +14,12 @@ pub struct CatalogState {
     /// The next id handed to a Parquet file.
     pub next_file_id: u64,
     pub databases: BTreeMap<String, DatabaseDef>,
+    /// Alert rules by name (server-wide; each names the database its query runs in).
+    #[serde(default)]
+    pub alert_rules: BTreeMap<String, AlertRuleDef>,
+    /// Silences by id.
+    #[serde(default)]
+    pub silences: BTreeMap<String, SilenceDef>,
 }
 
 impl CatalogState {

@@ -15,7 +15,7 @@
 //! them is in a Parquet file registered in the catalog.
 
 pub mod buffer;
-pub mod clock;
+pub use strata_catalog::clock;
 pub mod dedup;
 pub mod last_values;
 pub mod paths;
@@ -223,7 +223,7 @@ struct Shared {
     config: EngineConfig,
     clock: Arc<dyn Clock>,
     state: RwLock<State>,
-    catalog: Catalog,
+    catalog: Arc<Catalog>,
     store: Arc<dyn ObjectStore>,
     /// The same store as `store`, for what only a local directory has (fsync).
     local: Arc<LocalFileSystem>,
@@ -352,7 +352,7 @@ impl Engine {
             config,
             clock,
             state: RwLock::new(state),
-            catalog,
+            catalog: Arc::new(catalog),
             store,
             local,
             hot_bytes: AtomicUsize::new(0),
@@ -435,6 +435,11 @@ impl Engine {
 
     pub fn catalog(&self) -> &Catalog {
         &self.shared.catalog
+    }
+
+    /// The catalog, shared with crates that keep their own definitions in it (alerting).
+    pub fn shared_catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.shared.catalog)
     }
 
     /// The object store holding persisted files; paths in the catalog are relative to it.

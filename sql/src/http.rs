@@ -16,6 +16,7 @@ use axum::routing::get;
 use futures::TryStreamExt;
 use serde::Deserialize;
 
+use crate::commands::CommandErrorKind;
 use crate::{DEFAULT_DATABASE, Error, QueryEngine};
 
 /// The query routes. The binary merges this router with the others.
@@ -129,6 +130,15 @@ fn query_error(e: Error) -> Response {
         | Error::Timeout(_) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
         Error::Query(_) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Error::Runtime(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Error::Command(c) => {
+            let code = match c.kind {
+                CommandErrorKind::Invalid => StatusCode::BAD_REQUEST,
+                CommandErrorKind::NotFound => StatusCode::NOT_FOUND,
+                CommandErrorKind::Conflict => StatusCode::CONFLICT,
+                CommandErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            error(code, e.to_string())
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! Start with [`QueryEngine`].
 
 pub mod catalog;
+pub mod commands;
 pub mod flight;
 pub mod functions;
 pub mod http;
@@ -49,6 +50,8 @@ pub enum Error {
     Timeout(Duration),
     #[error("could not start the query runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("{0}")]
+    Command(#[from] commands::CommandError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -117,6 +120,7 @@ pub struct QueryEngine {
     databases: Arc<DatabaseList>,
     config: QueryConfig,
     cpu: Arc<QueryRuntime>,
+    commands: Arc<std::sync::OnceLock<Arc<dyn commands::Commands>>>,
 }
 
 impl QueryEngine {
@@ -140,7 +144,40 @@ impl QueryEngine {
             runtime,
             config,
             cpu: Arc::new(QueryRuntime(Some(cpu))),
+            commands: Arc::default(),
         })
+    }
+
+    /// Installs the handler of non-query statements (see [`commands`]); once per process,
+    /// later calls are ignored. Clones of this engine share it.
+    pub fn set_commands(&self, handler: Arc<dyn commands::Commands>) {
+        let _ = self.commands.set(handler);
+    }
+
+    /// The command handler's result schema for `sql`, if it is one of its statements.
+    pub fn command_schema(&self, sql: &str) -> Option<SchemaRef> {
+        self.commands.get()?.recognise(sql)
+    }
+
+    /// Runs `sql` as a command if the handler recognises it; `None` if it is not one.
+    pub async fn run_command(
+        &self,
+        db: &str,
+        sql: &str,
+    ) -> Option<Result<(SchemaRef, SendableRecordBatchStream)>> {
+        let handler = self.commands.get()?;
+        let schema = handler.recognise(sql)?;
+        let result = handler.run(db, sql).await;
+        metrics::counter!("strata_commands_total", "outcome" => if result.is_ok() { "ok" } else { "error" })
+            .increment(1);
+        Some(result.map_err(Error::from).and_then(|batch| {
+            let stream = datafusion::physical_plan::memory::MemoryStream::try_new(
+                vec![batch],
+                Arc::clone(&schema),
+                None,
+            )?;
+            Ok((schema, Box::pin(stream) as SendableRecordBatchStream))
+        }))
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -209,6 +246,9 @@ impl QueryEngine {
         sql: &str,
         params: Vec<ScalarValue>,
     ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        if let Some(result) = self.run_command(db, sql).await {
+            return result;
+        }
         let started = Instant::now();
         let result = match self.session(db) {
             Ok(ctx) => self.start(ctx, Work::Sql(sql.to_string(), params)).await,
@@ -242,6 +282,12 @@ impl QueryEngine {
     /// Plans `sql` without running it: its result schema and parameters. Refuses what
     /// [`Self::query`] refuses.
     pub async fn describe(&self, db: &str, sql: &str) -> Result<Described> {
+        if let Some(schema) = self.command_schema(sql) {
+            return Ok(Described {
+                schema,
+                parameters: Vec::new(),
+            });
+        }
         let ctx = self.session(db)?;
         let df = ctx.sql_with_options(sql, sql_options()).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());

@@ -52,6 +52,7 @@ use strata_catalog::auth::Identity;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::commands::CommandErrorKind;
 use crate::catalog::{PUBLIC_SCHEMA, SYSTEM_SCHEMA};
 use crate::{DEFAULT_DATABASE, Error, QueryEngine, normalize};
 use handle::{InfluxTicket, StatementHandle};
@@ -290,6 +291,12 @@ fn status(e: Error) -> Status {
         Error::Query(df) => df_status(&df),
         Error::Timeout(_) => Status::deadline_exceeded(e.to_string()),
         Error::Runtime(_) => Status::unavailable(e.to_string()),
+        Error::Command(c) => match c.kind {
+            CommandErrorKind::Invalid => Status::invalid_argument(c.message),
+            CommandErrorKind::NotFound => Status::not_found(c.message),
+            CommandErrorKind::Conflict => Status::already_exists(c.message),
+            CommandErrorKind::Unavailable => Status::unavailable(c.message),
+        },
     }
 }
 

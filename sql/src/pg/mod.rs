@@ -53,6 +53,7 @@ use pgwire::types::format::FormatOptions;
 use strata_catalog::auth::Identity;
 use tokio::net::TcpListener;
 
+use crate::commands::CommandErrorKind;
 use crate::{DEFAULT_DATABASE, Error, QueryEngine, normalize};
 
 /// Accepts PostgreSQL connections on `listener` until `shutdown` completes.
@@ -564,6 +565,28 @@ impl SimpleQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // Statements of the command handler (alert rules, silences) are not SQL the
+        // parser knows; they are one statement per simple query.
+        let db = connection(client)?
+            .ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_catalog
+            .clone();
+        if let Some(result) = self.query.run_command(&db, query).await {
+            let response = result.map_err(|e| pg_error(&e)).and_then(|(schema, stream)| {
+                let conn = connection(client)?;
+                let options = Arc::new(FormatOptions::from_client_metadata(&conn.settings.read()));
+                encode(schema, stream, &Format::UnifiedText, options)
+            });
+            return Ok(vec![match response {
+                Ok(r) => Response::Query(r),
+                Err(PgWireError::UserError(info)) => Response::Error(info),
+                Err(e) => return Err(e),
+            }]);
+        }
         let statements = self.parser.parse(query)?;
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
@@ -641,6 +664,12 @@ fn pg_error(e: &Error) -> PgWireError {
         Error::Query(df) => df_error(df),
         Error::Timeout(_) => user_error("57014", e.to_string()),
         Error::Runtime(_) => user_error("57P03", e.to_string()),
+        Error::Command(c) => match c.kind {
+            CommandErrorKind::Invalid => user_error("22023", e.to_string()),
+            CommandErrorKind::NotFound => user_error("42704", e.to_string()),
+            CommandErrorKind::Conflict => user_error("42710", e.to_string()),
+            CommandErrorKind::Unavailable => user_error("57P03", e.to_string()),
+        },
     }
 }
 

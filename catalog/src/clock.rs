@@ -1,5 +1,6 @@
-//! The one source of time for time-dependent behaviour (persistence age, retention, and
-//! later rollups and alert `FOR`). Tests inject a [`ManualClock`] and run in milliseconds.
+//! The one source of time for time-dependent behaviour (persistence age, retention,
+//! alert `FOR` durations and the `now()` SQL sees), shared by every crate. Tests inject a
+//! [`ManualClock`] and run in milliseconds.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
