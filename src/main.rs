@@ -87,13 +87,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         &settings.alerting,
     )
     .await?;
-    query.set_commands(Arc::clone(&alerting) as _);
-    for name in strata_alerting::tables::TABLES {
-        engine.register_system_table(Arc::new(AlertingTable {
-            name,
-            alerting: Arc::clone(&alerting),
-        }));
-    }
+    alerting.install(&query);
     let alerting_tasks = alerting.start();
 
     let grpc = strata_sql::flight::service(query.clone())?;
@@ -173,28 +167,6 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!("shutdown complete");
     Ok(())
-}
-
-/// An alerting table in every database's `system` schema.
-#[derive(Debug)]
-struct AlertingTable {
-    name: &'static str,
-    alerting: Arc<strata_alerting::Alerting>,
-}
-
-impl strata_engine::system::SystemTable for AlertingTable {
-    fn name(&self) -> &str {
-        self.name
-    }
-
-    fn snapshot(&self) -> Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
-        self.alerting.table(self.name).unwrap_or_else(|| {
-            Err(arrow::error::ArrowError::InvalidArgumentError(format!(
-                "no alerting table `{}`",
-                self.name
-            )))
-        })
-    }
 }
 
 fn bind_error(what: &str, addr: SocketAddr, e: std::io::Error) -> std::io::Error {

@@ -13,12 +13,19 @@ use crate::tables::{alert_rules_schema, silences_schema};
 use crate::{Alerting, Error, ms_of, ns_of};
 
 fn result_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![Field::new("result", DataType::Utf8, false)]))
+    Arc::new(Schema::new(vec![Field::new(
+        "result",
+        DataType::Utf8,
+        false,
+    )]))
 }
 
 fn message(text: String) -> Result<RecordBatch, CommandError> {
-    RecordBatch::try_new(result_schema(), vec![Arc::new(StringArray::from(vec![text]))])
-        .map_err(|e| CommandError::new(CommandErrorKind::Unavailable, e.to_string()))
+    RecordBatch::try_new(
+        result_schema(),
+        vec![Arc::new(StringArray::from(vec![text]))],
+    )
+    .map_err(|e| CommandError::new(CommandErrorKind::Unavailable, e.to_string()))
 }
 
 impl From<Error> for CommandError {

@@ -228,7 +228,10 @@ impl<'a> Parser<'a> {
             self.pos += 1;
             Ok(())
         } else {
-            Err(format!("expected `{token}`, found {}", self.describe_next()))
+            Err(format!(
+                "expected `{token}`, found {}",
+                self.describe_next()
+            ))
         }
     }
 
@@ -520,7 +523,10 @@ mod tests {
         assert_eq!(rule.for_, Duration::from_secs(120));
         assert_eq!(rule.keep_firing_for, Duration::from_secs(300));
         assert_eq!(rule.labels["severity"], "page");
-        assert_eq!(rule.annotations["summary"], "CPU {{ value }}% on {{ host }}");
+        assert_eq!(
+            rule.annotations["summary"],
+            "CPU {{ value }}% on {{ host }}"
+        );
         assert!(rule.query.starts_with("SELECT host, avg(usage_user)"));
         assert!(rule.query.ends_with("HAVING avg(usage_user) > 90"));
         assert_eq!(recognise(sql), Some(Kind::CreateAlert));

@@ -32,7 +32,10 @@ pub fn router(alerting: Arc<Alerting>) -> Router {
         .route("/api/v1/receivers/{name}/test", post(test_receiver))
         .route("/api/v2/alerts", get(list_alerts).post(post_alerts))
         .route("/api/v2/silences", get(list_silences).post(post_silence))
-        .route("/api/v2/silence/{id}", get(get_silence).delete(expire_silence))
+        .route(
+            "/api/v2/silence/{id}",
+            get(get_silence).delete(expire_silence),
+        )
         .with_state(alerting)
 }
 
@@ -50,15 +53,15 @@ fn bad(msg: String) -> Response {
     error(Error::Invalid(msg))
 }
 
-fn parse_time(what: &str, s: &str) -> Result<i64, Response> {
+fn parse_time(what: &str, s: &str) -> Result<i64, Error> {
     chrono::DateTime::parse_from_rfc3339(s)
         .ok()
         .and_then(|t| t.timestamp_nanos_opt())
-        .ok_or_else(|| bad(format!("{what} `{s}` is not an RFC 3339 time")))
+        .ok_or_else(|| Error::Invalid(format!("{what} `{s}` is not an RFC 3339 time")))
 }
 
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(bytes).map_err(|e| bad(format!("request body: {e}")))
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Invalid(format!("request body: {e}")))
 }
 
 async fn list_rules(State(a): State<Arc<Alerting>>) -> Response {
@@ -97,7 +100,7 @@ async fn list_rules(State(a): State<Arc<Alerting>>) -> Response {
 async fn create_rule(State(a): State<Arc<Alerting>>, bytes: axum::body::Bytes) -> Response {
     let cfg: RuleConfig = match body(&bytes) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     let def = match rule_from_config(&cfg) {
         Ok(d) => d,
@@ -128,7 +131,9 @@ async fn ack(
 ) -> Response {
     let by = p.by.unwrap_or_else(|| "link".into());
     match a.acknowledge(&fingerprint, &by) {
-        Ok(groups) => Json(json!({"acknowledged": fingerprint, "by": by, "groups": groups})).into_response(),
+        Ok(groups) => {
+            Json(json!({"acknowledged": fingerprint, "by": by, "groups": groups})).into_response()
+        }
         Err(e) => error(e),
     }
 }
@@ -141,7 +146,11 @@ async fn test_receiver(State(a): State<Arc<Alerting>>, Path(name): Path<String>)
                 .into_iter()
                 .map(|(channel, r)| json!({"channel": channel, "ok": r.is_ok(), "error": r.err()}))
                 .collect();
-            let code = if ok { StatusCode::OK } else { StatusCode::BAD_GATEWAY };
+            let code = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
             (code, Json(body)).into_response()
         }
         Err(e) => error(e),
@@ -200,11 +209,11 @@ struct PostableAlert {
 async fn post_alerts(State(a): State<Arc<Alerting>>, bytes: axum::body::Bytes) -> Response {
     let posted: Vec<PostableAlert> = match body(&bytes) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     let mut alerts = Vec::with_capacity(posted.len());
     for (i, p) in posted.into_iter().enumerate() {
-        let time = |what: &str, s: &Option<String>| -> Result<Option<i64>, Response> {
+        let time = |what: &str, s: &Option<String>| -> Result<Option<i64>, Error> {
             s.as_deref()
                 .filter(|s| !s.starts_with("0001-01-01"))
                 .map(|s| parse_time(&format!("alert {i} {what}"), s))
@@ -212,11 +221,11 @@ async fn post_alerts(State(a): State<Arc<Alerting>>, bytes: axum::body::Bytes) -
         };
         let starts_at = match time("startsAt", &p.starts_at) {
             Ok(t) => t,
-            Err(r) => return r,
+            Err(e) => return error(e),
         };
         let ends_at = match time("endsAt", &p.ends_at) {
             Ok(t) => t,
-            Err(r) => return r,
+            Err(e) => return error(e),
         };
         alerts.push(PostedAlert {
             labels: p.labels,
@@ -290,14 +299,14 @@ struct PostableSilence {
 async fn post_silence(State(a): State<Arc<Alerting>>, bytes: axum::body::Bytes) -> Response {
     let p: PostableSilence = match body(&bytes) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return error(e),
     };
     let (starts_at, ends_at) = match (
         parse_time("startsAt", &p.starts_at),
         parse_time("endsAt", &p.ends_at),
     ) {
         (Ok(s), Ok(e)) => (s, e),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(e), _) | (_, Err(e)) => return error(e),
     };
     let def = SilenceDef {
         id: p.id.unwrap_or_default(),

@@ -228,7 +228,11 @@ impl Compiled {
 
 fn duration_ms(what: &str, s: &Option<String>) -> Result<Option<u64>, String> {
     s.as_deref()
-        .map(|s| parse_duration(s).map(ms_of).map_err(|e| format!("{what}: {e}")))
+        .map(|s| {
+            parse_duration(s)
+                .map(ms_of)
+                .map_err(|e| format!("{what}: {e}"))
+        })
         .transpose()
 }
 
@@ -239,9 +243,7 @@ pub fn rule_from_config(r: &RuleConfig) -> Result<AlertRuleDef, String> {
         Some("keep") => NoData::Keep,
         Some("alert") => NoData::Alert,
         Some(other) => {
-            return Err(format!(
-                "no_data `{other}`: use resolve, keep or alert"
-            ));
+            return Err(format!("no_data `{other}`: use resolve, keep or alert"));
         }
     };
     let def = AlertRuleDef {
@@ -444,7 +446,11 @@ impl Alerting {
             tokio::spawn(async move {
                 loop {
                     notify.notify_due().await;
-                    let next = notify.runtime.lock().pipeline.next_due(&notify.setup.policies);
+                    let next = notify
+                        .runtime
+                        .lock()
+                        .pipeline
+                        .next_due(&notify.setup.policies);
                     notify.sleep_until(next).await;
                 }
             }),
@@ -589,7 +595,10 @@ impl Alerting {
         };
         let mut annotations = i.annotations.clone();
         if i.state == State::NoData {
-            annotations.insert("nodata".into(), "the rule's query stopped returning this instance".into());
+            annotations.insert(
+                "nodata".into(),
+                "the rule's query stopped returning this instance".into(),
+            );
         }
         Some(Alert {
             fingerprint: i.fingerprint.clone(),
@@ -621,7 +630,8 @@ impl Alerting {
                 .map(notify::channels::list)
                 .unwrap_or_default()
         };
-        let silenced = |labels: &BTreeMap<String, String>, now: i64| self.silenced(labels, now).is_some();
+        let silenced =
+            |labels: &BTreeMap<String, String>, now: i64| self.silenced(labels, now).is_some();
         let setup = Setup {
             route: &self.setup.route,
             policies: &self.setup.policies,
@@ -683,7 +693,10 @@ impl Alerting {
         }
         let results = futures::future::join_all(due.iter().map(|d| async move {
             let Some(receiver) = self.setup.receivers.get(&d.channel.receiver) else {
-                return Err(format!("receiver `{}` is not configured", d.channel.receiver));
+                return Err(format!(
+                    "receiver `{}` is not configured",
+                    d.channel.receiver
+                ));
             };
             notify::channels::send(
                 &self.http,
@@ -739,7 +752,12 @@ impl Alerting {
     }
 
     /// Creates (or replaces) a rule after checking it plans.
-    pub async fn create_rule(&self, mut def: AlertRuleDef, or_replace: bool, if_not_exists: bool) -> Result<bool> {
+    pub async fn create_rule(
+        &self,
+        mut def: AlertRuleDef,
+        or_replace: bool,
+        if_not_exists: bool,
+    ) -> Result<bool> {
         check_rule_shape(&def).map_err(Error::Invalid)?;
         if let Some(existing) = self.catalog.snapshot().alert_rules.get(&def.name) {
             if existing.owner == Owner::Config {
@@ -800,7 +818,9 @@ impl Alerting {
     /// Creates or replaces a silence; returns its id.
     pub async fn put_silence(&self, mut s: SilenceDef) -> Result<String> {
         if s.matchers.is_empty() {
-            return Err(Error::Invalid("a silence needs at least one matcher".into()));
+            return Err(Error::Invalid(
+                "a silence needs at least one matcher".into(),
+            ));
         }
         for m in &s.matchers {
             Matcher::new(m.clone()).map_err(Error::Invalid)?;
@@ -812,7 +832,10 @@ impl Alerting {
         if s.id.is_empty() {
             s.id = self.new_id(now);
         } else if !self.catalog.snapshot().silences.contains_key(&s.id) {
-            return Err(Error::NotFound(format!("silence `{}` does not exist", s.id)));
+            return Err(Error::NotFound(format!(
+                "silence `{}` does not exist",
+                s.id
+            )));
         }
         s.updated_at = now;
         let id = s.id.clone();
@@ -890,7 +913,11 @@ impl Alerting {
             let resolved = ends_at.is_some_and(|e| e <= now);
             let alert = Alert {
                 fingerprint,
-                status: if resolved { Status::Resolved } else { Status::Firing },
+                status: if resolved {
+                    Status::Resolved
+                } else {
+                    Status::Firing
+                },
                 labels,
                 annotations,
                 starts_at: starts_at.unwrap_or(now),
@@ -926,14 +953,16 @@ impl Alerting {
     /// Sends a test notification to every channel of `receiver` right away; the result
     /// per channel.
     pub async fn test_receiver(&self, receiver: &str) -> Result<Vec<(String, Result<(), String>)>> {
-        let r = self
-            .setup
-            .receivers
-            .get(receiver)
-            .ok_or_else(|| Error::NotFound(format!("receiver `{receiver}` is not configured")))?;
+        let r =
+            self.setup.receivers.get(receiver).ok_or_else(|| {
+                Error::NotFound(format!("receiver `{receiver}` is not configured"))
+            })?;
         let now = self.now();
         let labels: BTreeMap<String, String> = [
-            ("alertname".to_string(), "StrataTestNotification".to_string()),
+            (
+                "alertname".to_string(),
+                "StrataTestNotification".to_string(),
+            ),
             ("receiver".to_string(), receiver.to_string()),
         ]
         .into();

@@ -33,7 +33,12 @@ impl Matcher {
     /// Parses `name op value` with op one of `=`, `!=`, `=~`, `!~`; the value may be
     /// double-quoted.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let ops = [("=~", true, true), ("!~", false, true), ("!=", false, false), ("=", true, false)];
+        let ops = [
+            ("=~", true, true),
+            ("!~", false, true),
+            ("!=", false, false),
+            ("=", true, false),
+        ];
         let (at, (op, is_equal, is_regex)) = ops
             .iter()
             .filter_map(|op| s.find(op.0).map(|i| (i, *op)))
@@ -94,7 +99,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -102,7 +110,11 @@ mod tests {
         let l = labels(&[("severity", "page"), ("host", "web-12")]);
         assert!(Matcher::parse("severity = page").expect("eq").matches(&l));
         assert!(!Matcher::parse("severity != page").expect("ne").matches(&l));
-        assert!(Matcher::parse("host =~ \"web-[0-9]+\"").expect("re").matches(&l));
+        assert!(
+            Matcher::parse("host =~ \"web-[0-9]+\"")
+                .expect("re")
+                .matches(&l)
+        );
         assert!(!Matcher::parse("host=~web").expect("anchored").matches(&l));
         assert!(Matcher::parse("host !~ db-.*").expect("nre").matches(&l));
         assert!(Matcher::parse("team = \"\"").expect("missing").matches(&l));

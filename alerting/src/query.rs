@@ -40,9 +40,9 @@ pub fn rule_sql(rule: &AlertRuleDef) -> String {
     let query = rule.query.trim().trim_end_matches(';');
     match &rule.condition {
         None => query.to_string(),
-        Some(cond) => format!(
-            "SELECT *, ({cond}) AS \"{ACTIVE_COLUMN}\" FROM ({query}) AS \"__strata_rule\""
-        ),
+        Some(cond) => {
+            format!("SELECT *, ({cond}) AS \"{ACTIVE_COLUMN}\" FROM ({query}) AS \"__strata_rule\"")
+        }
     }
 }
 

@@ -69,9 +69,7 @@ pub fn rows(batches: &[RecordBatch]) -> Result<Vec<Row>, String> {
         }
         for r in 0..batch.num_rows() {
             let mut row = Row {
-                active: active
-                    .as_ref()
-                    .is_none_or(|a| a.is_valid(r) && a.value(r)),
+                active: active.as_ref().is_none_or(|a| a.is_valid(r) && a.value(r)),
                 ..Row::default()
             };
             for (name, col) in &labels {

@@ -86,7 +86,10 @@ pub const RESOLVED_RETENTION_NS: i64 = 15 * 60 * 1_000_000_000;
 const MS: i64 = 1_000_000;
 
 /// The labels of an instance: the row's, then the rule's (which win), then `alertname`.
-pub fn instance_labels(rule: &AlertRuleDef, row: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn instance_labels(
+    rule: &AlertRuleDef,
+    row: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let mut labels = row.clone();
     labels.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     labels.insert("alertname".into(), rule.name.clone());
@@ -101,7 +104,9 @@ pub fn advance(
     now: i64,
     flapping: Flapping,
 ) {
-    let for_ns = i64::try_from(rule.for_ms).unwrap_or(i64::MAX / MS).saturating_mul(MS);
+    let for_ns = i64::try_from(rule.for_ms)
+        .unwrap_or(i64::MAX / MS)
+        .saturating_mul(MS);
     let keep_ns = i64::try_from(rule.keep_firing_for_ms)
         .unwrap_or(i64::MAX / MS)
         .saturating_mul(MS);
@@ -165,18 +170,29 @@ pub fn advance(
     };
 
     if deadman_only {
-        observe(instance_labels(rule, &BTreeMap::new()), None, rows.is_empty());
+        observe(
+            instance_labels(rule, &BTreeMap::new()),
+            None,
+            rows.is_empty(),
+        );
     } else {
         for row in rows {
             observe(instance_labels(rule, &row.labels), Some(row), row.active);
         }
         if rule.alert_on_empty {
-            observe(instance_labels(rule, &BTreeMap::new()), None, rows.is_empty());
+            observe(
+                instance_labels(rule, &BTreeMap::new()),
+                None,
+                rows.is_empty(),
+            );
         }
     }
 
     // Instances this evaluation did not return.
-    for inst in instances.values_mut().filter(|i| !seen.contains(&i.fingerprint)) {
+    for inst in instances
+        .values_mut()
+        .filter(|i| !seen.contains(&i.fingerprint))
+    {
         if inst.state == State::Resolved {
             continue;
         }
@@ -206,7 +222,8 @@ pub fn advance(
     instances.retain(|_, i| {
         !(i.state == State::Resolved
             && (i.fired_at.is_none()
-                || i.resolved_at.is_some_and(|r| now.saturating_sub(r) > RESOLVED_RETENTION_NS)))
+                || i.resolved_at
+                    .is_some_and(|r| now.saturating_sub(r) > RESOLVED_RETENTION_NS)))
     });
 }
 
@@ -234,7 +251,8 @@ fn recover(inst: &mut Instance, now: i64, keep_ns: i64) {
 }
 
 fn track_flapping(inst: &mut Instance, now: i64, f: Flapping) {
-    inst.changes.retain(|t| now.saturating_sub(*t) < f.window_ns);
+    inst.changes
+        .retain(|t| now.saturating_sub(*t) < f.window_ns);
     if f.threshold == 0 {
         inst.flapping = false;
         return;
@@ -262,7 +280,11 @@ mod tests {
             for_ms: 20_000,
             keep_firing_for_ms: 0,
             labels: [("severity".to_string(), "page".to_string())].into(),
-            annotations: [("summary".to_string(), "{{ host }} at {{ value }}".to_string())].into(),
+            annotations: [(
+                "summary".to_string(),
+                "{{ host }} at {{ value }}".to_string(),
+            )]
+            .into(),
             no_data: NoData::Resolve,
             alert_on_empty: false,
             owner: Default::default(),

@@ -5,13 +5,16 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray, UInt64Array};
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+    UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use strata_catalog::units::format_duration;
 
 use crate::Alerting;
-use crate::notify::{Mute, Status};
+use crate::notify::Status;
 
 /// The names of the tables, inside `system`.
 pub const TABLES: [&str; 4] = ["alert_rules", "alerts", "notifications", "silences"];
@@ -105,7 +108,9 @@ impl Alerting {
         let rules: Vec<_> = defs.alert_rules.values().collect();
         let rt = |name: &str| runtime.get(name);
         let count = |name: &str, pred: fn(&crate::state::Instance) -> bool| {
-            rt(name).map_or(0, |r| r.instances.values().filter(|i| pred(i)).count() as u64)
+            rt(name).map_or(0, |r| {
+                r.instances.values().filter(|i| pred(i)).count() as u64
+            })
         };
         let firing: Vec<u64> = rules
             .iter()
@@ -115,15 +120,18 @@ impl Alerting {
             .iter()
             .map(|r| count(&r.name, |i| i.state == crate::state::State::Pending))
             .collect();
-        let state = rules.iter().zip(firing.iter().zip(&pending)).map(|(_, (f, p))| {
-            if *f > 0 {
-                "firing"
-            } else if *p > 0 {
-                "pending"
-            } else {
-                "inactive"
-            }
-        });
+        let state = rules
+            .iter()
+            .zip(firing.iter().zip(&pending))
+            .map(|(_, (f, p))| {
+                if *f > 0 {
+                    "firing"
+                } else if *p > 0 {
+                    "pending"
+                } else {
+                    "inactive"
+                }
+            });
         let health = rules.iter().map(|r| match rt(&r.name) {
             None => "unknown",
             Some(x) if x.last_error.is_some() => "error",
@@ -134,7 +142,11 @@ impl Alerting {
             strings(rules.iter().map(|r| r.database.clone())),
             strings(state),
             strings(health),
-            opt_strings(rules.iter().map(|r| rt(&r.name).and_then(|x| x.last_error.clone()))),
+            opt_strings(
+                rules
+                    .iter()
+                    .map(|r| rt(&r.name).and_then(|x| x.last_error.clone())),
+            ),
             Arc::new(UInt64Array::from(firing)),
             Arc::new(UInt64Array::from(pending)),
             strings(rules.iter().map(|r| ms(r.every_ms))),
@@ -143,17 +155,27 @@ impl Alerting {
             strings(rules.iter().map(|r| r.query.clone())),
             opt_strings(rules.iter().map(|r| r.condition.clone())),
             strings(rules.iter().map(|r| r.no_data.name())),
-            Arc::new(BooleanArray::from_iter(rules.iter().map(|r| Some(r.alert_on_empty)))),
+            Arc::new(BooleanArray::from_iter(
+                rules.iter().map(|r| Some(r.alert_on_empty)),
+            )),
             strings(rules.iter().map(|r| json(&r.labels))),
             strings(rules.iter().map(|r| json(&r.annotations))),
             strings(rules.iter().map(|r| r.owner.name())),
             times(rules.iter().map(|r| rt(&r.name).and_then(|x| x.last_eval))),
-            times(rules.iter().map(|r| rt(&r.name).and_then(|x| x.last_success))),
+            times(
+                rules
+                    .iter()
+                    .map(|r| rt(&r.name).and_then(|x| x.last_success)),
+            ),
             Arc::new(Float64Array::from_iter(
-                rules.iter().map(|r| rt(&r.name).map(|x| x.last_duration_ms)),
+                rules
+                    .iter()
+                    .map(|r| rt(&r.name).map(|x| x.last_duration_ms)),
             )),
             Arc::new(UInt64Array::from_iter_values(
-                rules.iter().map(|r| rt(&r.name).map_or(0, |x| x.evaluations)),
+                rules
+                    .iter()
+                    .map(|r| rt(&r.name).map_or(0, |x| x.evaluations)),
             )),
         ];
         RecordBatch::try_new(alert_rules_schema(), cols)
@@ -181,7 +203,11 @@ impl Alerting {
                 .groups
                 .values()
                 .filter(|g| g.alerts.contains(fp))
-                .find_map(|g| g.escalation.as_ref().and_then(|e| e.acknowledged_by.clone()))
+                .find_map(|g| {
+                    g.escalation
+                        .as_ref()
+                        .and_then(|e| e.acknowledged_by.clone())
+                })
         };
         let muted = |fp: &str| {
             pipeline.alerts.get(fp).and_then(|a| {
@@ -219,9 +245,17 @@ impl Alerting {
                 annotations: json(&a.annotations),
                 active_at: Some(a.starts_at),
                 fired_at: Some(a.starts_at),
-                resolved_at: if a.status == Status::Resolved { a.ends_at } else { None },
+                resolved_at: if a.status == Status::Resolved {
+                    a.ends_at
+                } else {
+                    None
+                },
                 flapping: false,
-                muted: if a.status == Status::Firing { muted(&a.fingerprint) } else { None },
+                muted: if a.status == Status::Firing {
+                    muted(&a.fingerprint)
+                } else {
+                    None
+                },
                 acknowledged_by: ack(&a.fingerprint),
             });
         }
@@ -235,7 +269,9 @@ impl Alerting {
             times(rows.iter().map(|r| r.active_at)),
             times(rows.iter().map(|r| r.fired_at)),
             times(rows.iter().map(|r| r.resolved_at)),
-            Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.flapping)))),
+            Arc::new(BooleanArray::from_iter(
+                rows.iter().map(|r| Some(r.flapping)),
+            )),
             opt_strings(rows.iter().map(|r| r.muted.clone())),
             opt_strings(rows.iter().map(|r| r.acknowledged_by.clone())),
         ];
@@ -268,9 +304,15 @@ impl Alerting {
             strings(log.iter().map(|e| e.group_key.clone())),
             strings(log.iter().map(|e| e.title.clone())),
             strings(log.iter().map(|e| e.status.name())),
-            Arc::new(UInt64Array::from_iter_values(log.iter().map(|e| e.firing as u64))),
-            Arc::new(UInt64Array::from_iter_values(log.iter().map(|e| e.resolved as u64))),
-            Arc::new(UInt64Array::from_iter_values(log.iter().map(|e| u64::from(e.attempts)))),
+            Arc::new(UInt64Array::from_iter_values(
+                log.iter().map(|e| e.firing as u64),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                log.iter().map(|e| e.resolved as u64),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                log.iter().map(|e| u64::from(e.attempts)),
+            )),
             times(log.iter().map(|e| Some(e.created_at))),
             times(log.iter().map(|e| e.finished_at)),
             opt_strings(log.iter().map(|e| e.last_error.clone())),
@@ -328,7 +370,37 @@ impl Alerting {
     }
 }
 
-/// Whether an alert is muted, for the HTTP API.
-pub fn mute_name(m: Mute) -> &'static str {
-    m.name().unwrap_or("active")
+/// One alerting table as a `system` table.
+#[derive(Debug)]
+struct Table {
+    name: &'static str,
+    alerting: Arc<Alerting>,
+}
+
+impl strata_sql::commands::SystemTable for Table {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn snapshot(&self) -> Result<RecordBatch, ArrowError> {
+        self.alerting.table(self.name).unwrap_or_else(|| {
+            Err(ArrowError::InvalidArgumentError(format!(
+                "no alerting table `{}`",
+                self.name
+            )))
+        })
+    }
+}
+
+impl Alerting {
+    /// Serves the statements and the `system` tables of alerting through `query`.
+    pub fn install(self: &Arc<Self>, query: &strata_sql::QueryEngine) {
+        query.set_commands(Arc::clone(self) as _);
+        for name in TABLES {
+            query.register_system_table(Arc::new(Table {
+                name,
+                alerting: Arc::clone(self),
+            }));
+        }
+    }
 }

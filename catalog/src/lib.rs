@@ -19,9 +19,9 @@
 pub mod alerts;
 pub mod auth;
 pub mod clock;
-pub mod units;
 mod paths;
 mod state;
+pub mod units;
 
 pub use paths::CatalogPath;
 pub use state::{

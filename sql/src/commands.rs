@@ -9,6 +9,8 @@ use std::fmt::Debug;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
+/// Tables that crates above this one add to every database's `system` schema.
+pub use strata_engine::system::SystemTable;
 
 /// What went wrong running a command, in the caller's terms; the kind picks the protocol
 /// status (HTTP code, gRPC code, SQLSTATE).

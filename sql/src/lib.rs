@@ -154,6 +154,12 @@ impl QueryEngine {
         let _ = self.commands.set(handler);
     }
 
+    /// Adds a table to every database's `system` schema (one of the same name is
+    /// replaced).
+    pub fn register_system_table(&self, table: Arc<dyn commands::SystemTable>) {
+        self.engine.register_system_table(table);
+    }
+
     /// The command handler's result schema for `sql`, if it is one of its statements.
     pub fn command_schema(&self, sql: &str) -> Option<SchemaRef> {
         self.commands.get()?.recognise(sql)

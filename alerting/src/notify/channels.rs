@@ -127,27 +127,58 @@ pub async fn send(
             pagerduty(http, receiver.pagerduty.get(index).ok_or_else(missing)?, n).await
         }
         Kind::Sms => phone(http, receiver.sms.get(index).ok_or_else(missing)?, n, false).await,
-        Kind::Voice => phone(http, receiver.voice.get(index).ok_or_else(missing)?, n, true).await,
+        Kind::Voice => {
+            phone(
+                http,
+                receiver.voice.get(index).ok_or_else(missing)?,
+                n,
+                true,
+            )
+            .await
+        }
     }
 }
 
 /// The channels of a receiver with their `send_resolved` flags.
 pub fn list(r: &ReceiverConfig) -> Vec<(Kind, usize, bool)> {
     let mut out = Vec::new();
-    out.extend(r.webhook.iter().enumerate().map(|(i, c)| (Kind::Webhook, i, c.send_resolved)));
-    out.extend(r.email.iter().enumerate().map(|(i, c)| (Kind::Email, i, c.send_resolved)));
+    out.extend(
+        r.webhook
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (Kind::Webhook, i, c.send_resolved)),
+    );
+    out.extend(
+        r.email
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (Kind::Email, i, c.send_resolved)),
+    );
     out.extend(
         r.pagerduty
             .iter()
             .enumerate()
             .map(|(i, c)| (Kind::PagerDuty, i, c.send_resolved)),
     );
-    out.extend(r.sms.iter().enumerate().map(|(i, c)| (Kind::Sms, i, c.send_resolved)));
-    out.extend(r.voice.iter().enumerate().map(|(i, c)| (Kind::Voice, i, c.send_resolved)));
+    out.extend(
+        r.sms
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (Kind::Sms, i, c.send_resolved)),
+    );
+    out.extend(
+        r.voice
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (Kind::Voice, i, c.send_resolved)),
+    );
     out
 }
 
-async fn check(response: Result<reqwest::Response, reqwest::Error>, what: &str) -> Result<(), String> {
+async fn check(
+    response: Result<reqwest::Response, reqwest::Error>,
+    what: &str,
+) -> Result<(), String> {
     let r = response.map_err(|e| format!("{what}: {e}"))?;
     let status = r.status();
     if status.is_success() {
@@ -182,7 +213,11 @@ pub fn webhook_payload(n: &Notification) -> serde_json::Value {
     })
 }
 
-async fn webhook(http: &reqwest::Client, c: &WebhookConfig, n: &Notification) -> Result<(), String> {
+async fn webhook(
+    http: &reqwest::Client,
+    c: &WebhookConfig,
+    n: &Notification,
+) -> Result<(), String> {
     let mut req = http
         .post(&c.url)
         .timeout(timeout(&c.timeout)?)
@@ -250,7 +285,10 @@ pub fn html_body(n: &Notification) -> String {
             .map(|(k, v)| format!("<b>{}</b>: {}", escape(k), escape(v)))
             .collect();
         let ack = if a.status == Status::Firing {
-            format!("<a href=\"{}\">acknowledge</a>", escape(&n.ack_url(&a.fingerprint)))
+            format!(
+                "<a href=\"{}\">acknowledge</a>",
+                escape(&n.ack_url(&a.fingerprint))
+            )
         } else {
             String::new()
         };
@@ -289,7 +327,10 @@ async fn email(c: &EmailConfig, n: &Notification) -> Result<(), String> {
         message = message.to(to.parse::<Mailbox>().map_err(|e| what(&e))?);
     }
     let message = message
-        .multipart(MultiPart::alternative_plain_html(text_body(n), html_body(n)))
+        .multipart(MultiPart::alternative_plain_html(
+            text_body(n),
+            html_body(n),
+        ))
         .map_err(|e| what(&e))?;
     transport.send(message).await.map_err(|e| what(&e))?;
     Ok(())
@@ -362,7 +403,12 @@ pub fn short_text(n: &Notification) -> String {
     let mut s = n.title();
     for a in &n.alerts {
         s.push_str("; ");
-        s.push_str(a.annotations.get("summary").map_or_else(|| alert_line(a), Clone::clone).as_str());
+        s.push_str(
+            a.annotations
+                .get("summary")
+                .map_or_else(|| alert_line(a), Clone::clone)
+                .as_str(),
+        );
     }
     s.chars().take(1600).collect()
 }
@@ -378,16 +424,36 @@ async fn phone(
     for to in &c.to {
         let (url, form) = if voice {
             let twiml = format!("<Response><Say>{}</Say></Response>", escape(&text));
-            (format!("{base}/Calls.json"), [("To", to.as_str()), ("From", c.from.as_str()), ("Twiml", twiml.as_str())].map(|(k, v)| (k, v.to_string())))
+            (
+                format!("{base}/Calls.json"),
+                [
+                    ("To", to.as_str()),
+                    ("From", c.from.as_str()),
+                    ("Twiml", twiml.as_str()),
+                ]
+                .map(|(k, v)| (k, v.to_string())),
+            )
         } else {
-            (format!("{base}/Messages.json"), [("To", to.as_str()), ("From", c.from.as_str()), ("Body", text.as_str())].map(|(k, v)| (k, v.to_string())))
+            (
+                format!("{base}/Messages.json"),
+                [
+                    ("To", to.as_str()),
+                    ("From", c.from.as_str()),
+                    ("Body", text.as_str()),
+                ]
+                .map(|(k, v)| (k, v.to_string())),
+            )
         };
         let req = http
             .post(&url)
             .timeout(timeout(&c.timeout)?)
             .basic_auth(&c.account_sid, Some(&c.auth_token))
             .form(&form);
-        check(req.send().await, &format!("{} {url} to {to}", if voice { "call" } else { "SMS" })).await?;
+        check(
+            req.send().await,
+            &format!("{} {url} to {to}", if voice { "call" } else { "SMS" }),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -277,13 +277,16 @@ pub struct Pipeline {
     pub next_id: u64,
 }
 
+/// The channels of a receiver: kind, index among that kind, `send_resolved`.
+pub type ChannelList = Vec<(channels::Kind, usize, bool)>;
+
 /// What the pipeline needs to know about the configuration.
 pub struct Setup<'a> {
     pub route: &'a Route,
     pub policies: &'a BTreeMap<String, EscalationPolicy>,
     pub inhibits: &'a [Inhibit],
     /// The channels of each receiver, for fanning a notification out.
-    pub channels: &'a dyn Fn(&str) -> Vec<(channels::Kind, usize, bool)>,
+    pub channels: &'a dyn Fn(&str) -> ChannelList,
     pub silenced: &'a dyn Fn(&BTreeMap<String, String>, i64) -> bool,
     pub external_url: &'a str,
 }
@@ -369,7 +372,11 @@ impl Pipeline {
             .cloned()
             .collect();
         for fp in unheld {
-            if self.alerts.get(&fp).is_some_and(|a| a.status == Status::Resolved) {
+            if self
+                .alerts
+                .get(&fp)
+                .is_some_and(|a| a.status == Status::Resolved)
+            {
                 self.alerts.remove(&fp);
             }
         }
@@ -387,7 +394,9 @@ impl Pipeline {
         let mut firing = BTreeSet::new();
         let mut resolved = BTreeSet::new();
         for fp in &group.alerts {
-            let Some(a) = self.alerts.get(fp) else { continue };
+            let Some(a) = self.alerts.get(fp) else {
+                continue;
+            };
             match a.status {
                 Status::Firing => {
                     if self.muted(setup, a, now) == Mute::No {
@@ -481,11 +490,9 @@ impl Pipeline {
             return;
         };
         let alerts = &self.alerts;
-        group.alerts.retain(|fp| {
-            alerts
-                .get(fp)
-                .is_some_and(|a| a.status == Status::Firing)
-        });
+        group
+            .alerts
+            .retain(|fp| alerts.get(fp).is_some_and(|a| a.status == Status::Firing));
         if group.alerts.is_empty() {
             self.groups.remove(key);
         }

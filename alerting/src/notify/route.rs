@@ -68,18 +68,31 @@ impl Route {
             Some(g) => GroupBy::Labels(g.clone()),
         };
         let mut route = Self {
-            receiver: c.receiver.clone().unwrap_or_else(|| parent.receiver.clone()),
+            receiver: c
+                .receiver
+                .clone()
+                .unwrap_or_else(|| parent.receiver.clone()),
             matchers: parse_all(&c.matchers).map_err(|e| format!("route {id}: {e}"))?,
             group_by,
             group_wait_ns: ns("group_wait", &c.group_wait, parent.group_wait_ns)?,
-            group_interval_ns: ns("group_interval", &c.group_interval, parent.group_interval_ns)?,
-            repeat_interval_ns: ns("repeat_interval", &c.repeat_interval, parent.repeat_interval_ns)?,
+            group_interval_ns: ns(
+                "group_interval",
+                &c.group_interval,
+                parent.group_interval_ns,
+            )?,
+            repeat_interval_ns: ns(
+                "repeat_interval",
+                &c.repeat_interval,
+                parent.repeat_interval_ns,
+            )?,
             continue_: c.continue_,
             children: Vec::new(),
             id: id.clone(),
         };
         if route.group_interval_ns <= 0 || route.repeat_interval_ns <= 0 {
-            return Err(format!("route {id}: group_interval and repeat_interval must be > 0"));
+            return Err(format!(
+                "route {id}: group_interval and repeat_interval must be > 0"
+            ));
         }
         for (i, child) in c.routes.iter().enumerate() {
             let built = Self::build(child, &route, format!("{id}.{i}"))?;
@@ -143,7 +156,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -169,9 +185,15 @@ mod tests {
         .expect("toml");
         let root = Route::compile(Some(&config), "x").expect("compile");
         let r = |l: &[(&str, &str)]| -> Vec<String> {
-            root.matching(&labels(l)).iter().map(|r| r.receiver.clone()).collect()
+            root.matching(&labels(l))
+                .iter()
+                .map(|r| r.receiver.clone())
+                .collect()
         };
-        assert_eq!(r(&[("severity", "page"), ("team", "infra")]), ["pager", "infra"]);
+        assert_eq!(
+            r(&[("severity", "page"), ("team", "infra")]),
+            ["pager", "infra"]
+        );
         assert_eq!(r(&[("team", "infra")]), ["infra"]);
         assert_eq!(r(&[("team", "web")]), ["default"]);
         let pager = root.find("0.0").expect("child");

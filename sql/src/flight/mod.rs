@@ -52,8 +52,8 @@ use strata_catalog::auth::Identity;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::commands::CommandErrorKind;
 use crate::catalog::{PUBLIC_SCHEMA, SYSTEM_SCHEMA};
+use crate::commands::CommandErrorKind;
 use crate::{DEFAULT_DATABASE, Error, QueryEngine, normalize};
 use handle::{InfluxTicket, StatementHandle};
 

@@ -576,11 +576,14 @@ impl SimpleQueryHandler for Backend {
             .default_catalog
             .clone();
         if let Some(result) = self.query.run_command(&db, query).await {
-            let response = result.map_err(|e| pg_error(&e)).and_then(|(schema, stream)| {
-                let conn = connection(client)?;
-                let options = Arc::new(FormatOptions::from_client_metadata(&conn.settings.read()));
-                encode(schema, stream, &Format::UnifiedText, options)
-            });
+            let response = result
+                .map_err(|e| pg_error(&e))
+                .and_then(|(schema, stream)| {
+                    let conn = connection(client)?;
+                    let options =
+                        Arc::new(FormatOptions::from_client_metadata(&conn.settings.read()));
+                    encode(schema, stream, &Format::UnifiedText, options)
+                });
             return Ok(vec![match response {
                 Ok(r) => Response::Query(r),
                 Err(PgWireError::UserError(info)) => Response::Error(info),
