@@ -1,3 +1,4 @@
+mod alerting;
 mod clients;
 mod durability;
 mod flight;
