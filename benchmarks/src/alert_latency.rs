@@ -1,7 +1,9 @@
 //! Sample-to-notification latency: a real `strata serve` with one rule evaluated every
 //! second (`FOR 0s`, `group_wait 0s`) and a local webhook receiver; each trial writes one
 //! sample over the threshold for a new host and times until the webhook holds that host's
-//! firing alert. Reports min / p50 / p99 / max over the trials.
+//! firing alert. Each write waits a random fraction of the interval first (seeded), so
+//! the trials sample every phase of the evaluation schedule instead of locking onto one.
+//! Reports min / p50 / p99 / max over the trials.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -94,8 +96,12 @@ pub async fn run(opts: &Options) -> Result<Vec<f64>, Box<dyn std::error::Error +
             ),
         )
         .await?;
+    let every =
+        strata_catalog::units::parse_duration(&opts.every).map_err(|e| format!("--every: {e}"))?;
+    let mut rng = crate::tsbs::data::Rng::new(42);
     let mut out = Vec::with_capacity(opts.trials);
     for i in 0..opts.trials {
+        tokio::time::sleep(every.mul_f64(rng.unit())).await;
         let host = format!("t{i}");
         let started = Instant::now();
         write(host.clone()).await?;
