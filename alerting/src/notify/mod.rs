@@ -442,7 +442,7 @@ impl Pipeline {
                 e.step = step;
             }
             let snapshot = group.clone();
-            let alerts = self.group_alerts(&snapshot, &snapshot.notified_firing, &BTreeSet::new());
+            let alerts = self.group_alerts(&snapshot.notified_firing, &BTreeSet::new());
             if let Some(p) = policy {
                 for (i, (receivers, _)) in p.steps.iter().enumerate().take(step + 1).skip(from) {
                     for r in receivers {
@@ -478,7 +478,7 @@ impl Pipeline {
                 group.escalation = None;
             }
             let snapshot = group.clone();
-            let alerts = self.group_alerts(&snapshot, &firing, &resolved);
+            let alerts = self.group_alerts(&firing, &resolved);
             if !alerts.is_empty() {
                 for (receiver, step) in targets(&snapshot.receiver, setup.policies, reached) {
                     self.enqueue(setup, &snapshot, receiver, step, alerts.clone(), now);
@@ -498,12 +498,7 @@ impl Pipeline {
         }
     }
 
-    fn group_alerts(
-        &self,
-        _group: &Group,
-        firing: &BTreeSet<String>,
-        resolved: &BTreeSet<String>,
-    ) -> Vec<Alert> {
+    fn group_alerts(&self, firing: &BTreeSet<String>, resolved: &BTreeSet<String>) -> Vec<Alert> {
         firing
             .iter()
             .chain(resolved)
