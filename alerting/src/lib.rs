@@ -80,6 +80,10 @@ pub const RESOLVE_TIMEOUT_NS: i64 = 5 * 60 * 1_000_000_000;
 
 const STATE_PATH: &str = "alerting/state.json";
 
+/// Expired silences are kept this long for the record, then deleted (Alertmanager's
+/// default retention).
+pub const SILENCE_RETENTION_NS: i64 = 120 * 3600 * 1_000_000_000;
+
 /// A rule's evaluation health and its instances.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuleRuntime {
@@ -524,6 +528,7 @@ impl Alerting {
                 .cloned()
                 .collect()
         };
+        self.forget_old_silences(now).await;
         if due.is_empty() {
             return 0;
         }
@@ -865,6 +870,21 @@ impl Alerting {
             })
             .await?;
         Ok(())
+    }
+
+    /// Deletes silences that ended more than [`SILENCE_RETENTION_NS`] ago.
+    async fn forget_old_silences(&self, now: i64) {
+        let old = |s: &SilenceDef| now.saturating_sub(s.ends_at) > SILENCE_RETENTION_NS;
+        if !self.catalog.snapshot().silences.values().any(old) {
+            return;
+        }
+        if let Err(e) = self
+            .catalog
+            .commit(|st| st.silences.retain(|_, s| !old(s)))
+            .await
+        {
+            tracing::warn!(error = %e, "could not delete expired silences; will retry");
+        }
     }
 
     /// A UUID-shaped id, unique within the process and random across processes.

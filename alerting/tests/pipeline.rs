@@ -172,6 +172,14 @@ async fn a_silence_suppresses_until_it_is_expired() {
     let sent = inbox.take("/team");
     assert_eq!(sent.len(), 1, "a joins once the silence is gone");
     assert_eq!(alerts(&sent[0]), pairs(&[("a", "firing"), ("b", "firing")]));
+    let listed = h.table("SELECT state FROM system.silences").await;
+    assert!(listed.contains("expired"), "{listed}");
+    // Kept for five days after it ended, then gone.
+    h.tick(120 * 3600 - 20, &[]).await;
+    assert!(h.table("SHOW SILENCES").await.contains("expired"));
+    h.tick(30, &[]).await;
+    let listed = h.table("SELECT count(*) AS n FROM system.silences").await;
+    assert!(listed.contains("| 0 |"), "{listed}");
     let err = h
         .sql("CREATE SILENCE FOR '1h' MATCHING (host =~ '(')")
         .await
