@@ -22,7 +22,7 @@ use strata_catalog::alerts::{MatcherDef, SilenceDef};
 use crate::config::RuleConfig;
 use crate::notify::channels::rfc3339;
 use crate::notify::{Mute, Status};
-use crate::{Alerting, Error, PostedAlert, rule_from_config};
+use crate::{Alerting, Error, PostedAlert, RuleRuntime, rule_from_config};
 
 pub fn router(alerting: Arc<Alerting>) -> Router {
     Router::new()
@@ -85,7 +85,7 @@ async fn list_rules(State(a): State<Arc<Alerting>>) -> Response {
                 "no_data": r.no_data.name(),
                 "alert_on_empty": r.alert_on_empty,
                 "owner": r.owner.name(),
-                "health": match rt { None => "unknown", Some(x) if x.last_error.is_some() => "error", Some(_) => "ok" },
+                "health": RuleRuntime::health(rt),
                 "last_error": rt.and_then(|x| x.last_error.clone()),
                 "instances": rt.map(|x| x.instances.values().map(|i| json!({
                     "fingerprint": i.fingerprint, "state": i.state.name(), "labels": i.labels,
@@ -242,16 +242,9 @@ async fn post_alerts(State(a): State<Arc<Alerting>>, bytes: axum::body::Bytes) -
 }
 
 fn silence_json(s: &SilenceDef, now: i64) -> serde_json::Value {
-    let state = if s.ends_at <= now {
-        "expired"
-    } else if s.starts_at > now {
-        "pending"
-    } else {
-        "active"
-    };
     json!({
         "id": s.id,
-        "status": {"state": state},
+        "status": {"state": s.state(now)},
         "updatedAt": rfc3339(s.updated_at),
         "matchers": s.matchers,
         "startsAt": rfc3339(s.starts_at),

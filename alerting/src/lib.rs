@@ -96,6 +96,17 @@ pub struct RuleRuntime {
     pub instances: BTreeMap<String, Instance>,
 }
 
+impl RuleRuntime {
+    /// `ok`, `error` (the last evaluation failed) or `unknown` (never evaluated).
+    pub fn health(rt: Option<&Self>) -> &'static str {
+        match rt {
+            None => "unknown",
+            Some(x) if x.last_error.is_some() => "error",
+            Some(_) => "ok",
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Persisted {
     rules: BTreeMap<String, RuleRuntime>,
@@ -654,7 +665,7 @@ impl Alerting {
         let mut cache = self.silence_cache.lock();
         cache.retain(|id, _| snap.silences.contains_key(id));
         for s in snap.silences.values() {
-            if s.starts_at > now || s.ends_at <= now {
+            if s.state(now) != "active" {
                 continue;
             }
             let compiled = match cache.get(&s.id) {
@@ -926,9 +937,6 @@ impl Alerting {
             generator_url,
         } in alerts
         {
-            if labels.is_empty() {
-                return Err(Error::Invalid(format!("alert {n}: labels are empty")));
-            }
             let fingerprint = rows::fingerprint(&labels);
             let resolved = ends_at.is_some_and(|e| e <= now);
             let alert = Alert {

@@ -13,8 +13,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use strata_catalog::units::format_duration;
 
-use crate::Alerting;
 use crate::notify::Status;
+use crate::{Alerting, RuleRuntime};
 
 /// The names of the tables, inside `system`.
 pub const TABLES: [&str; 4] = ["alert_rules", "alerts", "notifications", "silences"];
@@ -120,23 +120,16 @@ impl Alerting {
             .iter()
             .map(|r| count(&r.name, |i| i.state == crate::state::State::Pending))
             .collect();
-        let state = rules
-            .iter()
-            .zip(firing.iter().zip(&pending))
-            .map(|(_, (f, p))| {
-                if *f > 0 {
-                    "firing"
-                } else if *p > 0 {
-                    "pending"
-                } else {
-                    "inactive"
-                }
-            });
-        let health = rules.iter().map(|r| match rt(&r.name) {
-            None => "unknown",
-            Some(x) if x.last_error.is_some() => "error",
-            Some(_) => "ok",
+        let state = firing.iter().zip(&pending).map(|(f, p)| {
+            if *f > 0 {
+                "firing"
+            } else if *p > 0 {
+                "pending"
+            } else {
+                "inactive"
+            }
         });
+        let health = rules.iter().map(|r| RuleRuntime::health(rt(&r.name)));
         let cols: Vec<ArrayRef> = vec![
             strings(rules.iter().map(|r| r.name.clone())),
             strings(rules.iter().map(|r| r.database.clone())),
@@ -340,15 +333,6 @@ impl Alerting {
         let now = self.now();
         let snap = self.catalog.snapshot();
         let s: Vec<_> = snap.silences.values().collect();
-        let state = |x: &strata_catalog::alerts::SilenceDef| {
-            if x.ends_at <= now {
-                "expired"
-            } else if x.starts_at > now {
-                "pending"
-            } else {
-                "active"
-            }
-        };
         let matchers = |x: &strata_catalog::alerts::SilenceDef| {
             x.matchers
                 .iter()
@@ -359,7 +343,7 @@ impl Alerting {
         };
         let cols: Vec<ArrayRef> = vec![
             strings(s.iter().map(|x| x.id.clone())),
-            strings(s.iter().map(|x| state(x))),
+            strings(s.iter().map(|x| x.state(now))),
             strings(s.iter().map(|x| matchers(x))),
             times(s.iter().map(|x| Some(x.starts_at))),
             times(s.iter().map(|x| Some(x.ends_at))),

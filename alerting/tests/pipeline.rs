@@ -21,6 +21,11 @@ impl Harness {
     }
 }
 
+/// [`HIGH_CPU`] firing at the first evaluation over the threshold.
+fn high_cpu_at_once() -> String {
+    HIGH_CPU.replace("FOR '20s'", "FOR '0s'")
+}
+
 fn alerts(n: &Value) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = n["alerts"]
         .as_array()
@@ -142,7 +147,7 @@ async fn threshold_pending_firing_one_grouped_notification_then_resolved() {
 async fn a_silence_suppresses_until_it_is_expired() {
     let (base, inbox) = receiver().await;
     let h = Harness::new(&webhook_config(&base)).await;
-    h.table(&HIGH_CPU.replace("FOR '20s'", "FOR '0s'")).await;
+    h.table(&high_cpu_at_once()).await;
     let id = h
         .table("CREATE SILENCE FOR '1h' MATCHING (host = 'a') BY 'ann' COMMENT 'maintenance'")
         .await;
@@ -196,7 +201,7 @@ async fn an_inhibiting_alert_mutes_its_targets_with_equal_labels() {
         webhook_config(&base)
     );
     let h = Harness::new(&config).await;
-    h.table(&HIGH_CPU.replace("FOR '20s'", "FOR '0s'")).await;
+    h.table(&high_cpu_at_once()).await;
     h.alerting
         .post_alerts(vec![strata_alerting::PostedAlert {
             labels: [
@@ -250,7 +255,7 @@ fn escalation_config(base: &str) -> String {
 async fn escalation_reaches_step_two_unless_acknowledged() {
     let (base, inbox) = receiver().await;
     let h = Harness::new(&escalation_config(&base)).await;
-    h.table(&HIGH_CPU.replace("FOR '20s'", "FOR '0s'")).await;
+    h.table(&high_cpu_at_once()).await;
     h.tick(0, &[("a", 95.0), ("b", 97.0)]).await;
     let first = inbox.take("/first");
     assert_eq!(first.len(), 2, "one group per host: {first:?}");
@@ -300,7 +305,7 @@ async fn flapping_holds_notifications_back() {
         webhook_config(&base)
     );
     let h = Harness::new(&config).await;
-    h.table(&HIGH_CPU.replace("FOR '20s'", "FOR '0s'")).await;
+    h.table(&high_cpu_at_once()).await;
     h.tick(0, &[("a", 95.0)]).await;
     h.tick(10, &[("a", 10.0)]).await;
     assert_eq!(inbox.take("/team").len(), 2, "firing, then resolved");
@@ -323,7 +328,7 @@ async fn flapping_holds_notifications_back() {
 async fn a_restart_while_firing_sends_no_duplicate_and_still_resolves() {
     let (base, inbox) = receiver().await;
     let mut h = Harness::new(&webhook_config(&base)).await;
-    h.table(&HIGH_CPU.replace("FOR '20s'", "FOR '0s'")).await;
+    h.table(&high_cpu_at_once()).await;
     h.tick(0, &[("a", 95.0)]).await;
     assert_eq!(inbox.take("/team").len(), 1);
     h.restart().await;
@@ -342,7 +347,7 @@ async fn a_restart_while_firing_sends_no_duplicate_and_still_resolves() {
 async fn a_receiver_outage_is_retried_until_delivered() {
     let (base, inbox) = receiver().await;
     let mut h = Harness::new(&webhook_config(&base)).await;
-    h.table(&HIGH_CPU.replace("FOR '20s'", "FOR '0s'")).await;
+    h.table(&high_cpu_at_once()).await;
     inbox.down.store(true, Ordering::SeqCst);
     h.tick(0, &[("a", 95.0)]).await;
     h.tick(1, &[]).await;
@@ -387,7 +392,7 @@ async fn a_failing_rule_is_visible_and_does_not_stop_others() {
         .expect_err("too often");
     assert!(err.contains("below the minimum"), "{err}");
 
-    h.table(&HIGH_CPU.replace("FOR '20s'", "FOR '0s'")).await;
+    h.table(&high_cpu_at_once()).await;
     h.tick(1, &[("a", 95.0)]).await;
     assert_eq!(inbox.take("/team").len(), 1, "the good rule fired");
     let rules = h
@@ -480,7 +485,7 @@ async fn pagerduty_sms_and_voice_payloads() {
         "#
     );
     let h = Harness::new(&config).await;
-    h.table(&HIGH_CPU.replace("FOR '20s'", "FOR '0s'")).await;
+    h.table(&high_cpu_at_once()).await;
     h.tick(0, &[("a", 95.0)]).await;
     let pd = inbox.take("/pd/v2/enqueue");
     assert_eq!(pd.len(), 1);

@@ -108,3 +108,16 @@ pub struct SilenceDef {
     pub comment: String,
     pub updated_at: i64,
 }
+
+impl SilenceDef {
+    /// `pending` before it starts, `active`, then `expired` (Alertmanager's words).
+    pub fn state(&self, now: i64) -> &'static str {
+        if self.ends_at <= now {
+            "expired"
+        } else if self.starts_at > now {
+            "pending"
+        } else {
+            "active"
+        }
+    }
+}
