@@ -21,7 +21,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: ingest, storage and queries.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Alerting from the command line, against a running server: backtest a rule, send a
+    /// test notification.
+    Alert(crate::cli::AlertArgs),
 }
 
 #[derive(Debug, Args, Default)]

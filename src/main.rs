@@ -2,6 +2,7 @@
 //! router, and the shutdown order (stop intake → flush the WAL → stop queries).
 //! Only this crate names concrete types of every crate; see `DESIGN.md` for the map.
 
+mod cli;
 mod config;
 
 use std::io::Write;
@@ -42,7 +43,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Alert(args) => runtime.block_on(cli::alert(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,15 +2,17 @@
 
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{RecordBatch, StringArray, TimestampNanosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
-use strata_catalog::alerts::{AlertRuleDef, Owner, SilenceDef};
+use strata_catalog::alerts::SilenceDef;
+use strata_catalog::units::parse_time;
 use strata_sql::commands::{CommandError, CommandErrorKind, Commands};
 
-use crate::ddl::{self, Kind, SilenceEnd, Statement};
+use crate::backtest::Report;
+use crate::ddl::{self, BacktestTarget, Kind, SilenceEnd, Statement};
 use crate::tables::{alert_rules_schema, silences_schema};
-use crate::{Alerting, Error, ms_of, ns_of};
+use crate::{Alerting, Error, ns_of};
 
 fn result_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(
@@ -26,6 +28,48 @@ fn message(text: String) -> Result<RecordBatch, CommandError> {
         vec![Arc::new(StringArray::from(vec![text]))],
     )
     .map_err(|e| CommandError::new(CommandErrorKind::Unavailable, e.to_string()))
+}
+
+/// `BACKTEST`'s result: a summary row, then every event in time order.
+fn backtest_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("event", DataType::Utf8, false),
+        Field::new("fingerprint", DataType::Utf8, true),
+        Field::new("labels", DataType::Utf8, true),
+        Field::new("detail", DataType::Utf8, false),
+    ]))
+}
+
+fn backtest_batch(r: &Report) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut time = vec![r.from];
+    let mut event = vec!["summary".to_string()];
+    let mut fingerprint = vec![None];
+    let mut labels = vec![None];
+    let mut detail = vec![r.summary()];
+    for e in &r.events {
+        time.push(e.at);
+        event.push(e.kind.to_string());
+        fingerprint.push(e.fingerprint.clone());
+        labels.push(
+            (!e.labels.is_empty()).then(|| serde_json::to_string(&e.labels).unwrap_or_default()),
+        );
+        detail.push(e.detail.clone());
+    }
+    RecordBatch::try_new(
+        backtest_schema(),
+        vec![
+            Arc::new(TimestampNanosecondArray::from(time).with_timezone("UTC")),
+            Arc::new(StringArray::from(event)),
+            Arc::new(StringArray::from(fingerprint)),
+            Arc::new(StringArray::from(labels)),
+            Arc::new(StringArray::from(detail)),
+        ],
+    )
 }
 
 impl From<Error> for CommandError {
@@ -50,6 +94,7 @@ impl Commands for Alerting {
         Some(match ddl::recognise(sql)? {
             Kind::ShowAlerts => alert_rules_schema(),
             Kind::ShowSilences => silences_schema(),
+            Kind::Backtest => backtest_schema(),
             Kind::CreateAlert | Kind::DropAlert | Kind::CreateSilence | Kind::DropSilence => {
                 result_schema()
             }
@@ -65,21 +110,7 @@ impl Commands for Alerting {
                 if_not_exists,
             } => {
                 let name = rule.name.clone();
-                let def = AlertRuleDef {
-                    name: rule.name,
-                    database: db.to_string(),
-                    query: rule.query,
-                    condition: rule.condition,
-                    every_ms: ms_of(rule.every.unwrap_or(crate::DEFAULT_EVERY)),
-                    for_ms: ms_of(rule.for_),
-                    keep_firing_for_ms: ms_of(rule.keep_firing_for),
-                    labels: rule.labels,
-                    annotations: rule.annotations,
-                    no_data: rule.no_data,
-                    alert_on_empty: rule.alert_on_empty,
-                    owner: Owner::Api,
-                    created_at: 0,
-                };
+                let def = rule.into_def(db);
                 let created = self.create_rule(def, or_replace, if_not_exists).await?;
                 message(if created {
                     format!("alert `{name}` created")
@@ -124,6 +155,25 @@ impl Commands for Alerting {
             Statement::DropSilence { id } => {
                 self.expire_silence(&id).await?;
                 message(format!("silence `{id}` expired"))
+            }
+            Statement::Backtest {
+                target,
+                from,
+                to,
+                every,
+            } => {
+                let rule = match target {
+                    BacktestTarget::Rule(name) => self.rule(&name)?,
+                    BacktestTarget::Spec(spec) => spec.into_def(db),
+                };
+                let now = self.now();
+                let time = |clause: &str, s: &str| {
+                    parse_time(s, now).map_err(|e| CommandError::invalid(format!("{clause}: {e}")))
+                };
+                let from = time("FROM", &from)?;
+                let to = to.map_or(Ok(now), |t| time("TO", &t))?;
+                let report = self.backtest(&rule, from, to, every).await?;
+                backtest_batch(&report).map_err(arrow)
             }
         }
     }

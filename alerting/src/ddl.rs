@@ -15,15 +15,21 @@
 //!     [BY 'author'] [COMMENT 'why'];
 //! DROP SILENCE 'id';
 //! SHOW SILENCES;
+//! BACKTEST ALERT name FROM '2026-11-24T00:00:00Z' [TO 'now'] [EVERY '1m'];
+//! BACKTEST FROM 'now-7d' [TO …] [EVERY …] CREATE ALERT name … AS <query>;
 //! ```
-//! Clauses of `CREATE ALERT` come in any order before `AS`; each at most once.
+//! Clauses of `CREATE ALERT` come in any order before `AS`; each at most once. Times are
+//! RFC 3339 or relative to now (`now`, `now-6h`); the second form of `BACKTEST` tries a
+//! rule before creating it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sqlparser::dialect::GenericDialect;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
-use strata_catalog::alerts::{MatcherDef, NoData};
+use strata_catalog::alerts::{AlertRuleDef, MatcherDef, NoData, Owner};
+
+use crate::ms_of;
 use strata_catalog::units::parse_duration;
 
 /// A parsed alerting statement.
@@ -50,6 +56,20 @@ pub enum Statement {
         id: String,
     },
     ShowSilences,
+    Backtest {
+        target: BacktestTarget,
+        /// As written (RFC 3339 or relative), resolved when it runs.
+        from: String,
+        to: Option<String>,
+        every: Option<Duration>,
+    },
+}
+
+/// What a backtest evaluates: a stored rule, or one written in the statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BacktestTarget {
+    Rule(String),
+    Spec(Box<RuleSpec>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +93,27 @@ pub struct RuleSpec {
     pub alert_on_empty: bool,
 }
 
+impl RuleSpec {
+    /// The rule as stored for database `db` (owner: the API; created now by the caller).
+    pub fn into_def(self, db: &str) -> AlertRuleDef {
+        AlertRuleDef {
+            name: self.name,
+            database: db.to_string(),
+            query: self.query,
+            condition: self.condition,
+            every_ms: ms_of(self.every.unwrap_or(crate::DEFAULT_EVERY)),
+            for_ms: ms_of(self.for_),
+            keep_firing_for_ms: ms_of(self.keep_firing_for),
+            labels: self.labels,
+            annotations: self.annotations,
+            no_data: self.no_data,
+            alert_on_empty: self.alert_on_empty,
+            owner: Owner::Api,
+            created_at: 0,
+        }
+    }
+}
+
 /// The kind of statement `sql` is, from its first words, without parsing the rest.
 pub fn recognise(sql: &str) -> Option<Kind> {
     let words: Vec<String> = sql
@@ -90,6 +131,7 @@ pub fn recognise(sql: &str) -> Option<Kind> {
         ("CREATE", Some("SILENCE"), ..) => Some(Kind::CreateSilence),
         ("DROP", Some("SILENCE"), ..) => Some(Kind::DropSilence),
         ("SHOW", Some("SILENCES"), None, _) => Some(Kind::ShowSilences),
+        ("BACKTEST", ..) => Some(Kind::Backtest),
         _ => None,
     }
 }
@@ -102,6 +144,7 @@ pub enum Kind {
     CreateSilence,
     DropSilence,
     ShowSilences,
+    Backtest,
 }
 
 /// Parses one alerting statement; the error says what was expected where.
@@ -142,8 +185,10 @@ pub fn parse(sql: &str) -> Result<Statement, String> {
             p.expect("SILENCES")?;
             Statement::ShowSilences
         }
+    } else if p.keyword("BACKTEST") {
+        return p.backtest();
     } else {
-        return Err("expected CREATE, DROP or SHOW".into());
+        return Err("expected CREATE, DROP, SHOW or BACKTEST".into());
     };
     p.end()?;
     Ok(stmt)
@@ -419,6 +464,55 @@ impl<'a> Parser<'a> {
         Ok(text.to_string())
     }
 
+    /// After `BACKTEST`: `ALERT name <range>` or `<range> CREATE ALERT …`.
+    fn backtest(&mut self) -> Result<Statement, String> {
+        let stored = if self.keyword("ALERT") {
+            Some(self.ident()?)
+        } else {
+            None
+        };
+        let (mut from, mut to, mut every) = (None, None, None);
+        loop {
+            if from.is_none() && self.keyword("FROM") {
+                from = Some(self.string().map_err(|e| format!("FROM: {e}"))?);
+            } else if to.is_none() && self.keyword("TO") {
+                to = Some(self.string().map_err(|e| format!("TO: {e}"))?);
+            } else if every.is_none() && self.keyword("EVERY") {
+                every = Some(self.duration("EVERY")?);
+            } else {
+                break;
+            }
+        }
+        let from = from.ok_or_else(|| {
+            format!(
+                "BACKTEST needs FROM '<time>' (RFC 3339 or like 'now-6h'), found {}",
+                self.describe_next()
+            )
+        })?;
+        let target = match stored {
+            Some(name) => {
+                self.end()?;
+                BacktestTarget::Rule(name)
+            }
+            None => {
+                if !self.keywords(&["CREATE", "ALERT"]) {
+                    return Err(format!(
+                        "BACKTEST: expected ALERT <name> FROM … or FROM … CREATE ALERT …, \
+                         found {}",
+                        self.describe_next()
+                    ));
+                }
+                BacktestTarget::Spec(Box::new(self.create_alert()?))
+            }
+        };
+        Ok(Statement::Backtest {
+            target,
+            from,
+            to,
+            every,
+        })
+    }
+
     fn create_silence(&mut self) -> Result<Statement, String> {
         let mut end = None;
         let mut matchers = None;
@@ -605,5 +699,48 @@ mod tests {
         );
         assert_eq!(recognise("SELECT 1"), None);
         assert_eq!(recognise("show alerts;"), Some(Kind::ShowAlerts));
+    }
+
+    #[test]
+    fn backtest_a_stored_rule_or_one_written_inline() {
+        assert_eq!(
+            parse("BACKTEST ALERT high_cpu FROM 'now-1d' EVERY '1m';"),
+            Ok(Statement::Backtest {
+                target: BacktestTarget::Rule("high_cpu".into()),
+                from: "now-1d".into(),
+                to: None,
+                every: Some(Duration::from_secs(60)),
+            })
+        );
+        let s = parse(
+            "backtest from '2026-11-01T00:00:00Z' to '2026-11-02T00:00:00Z' \
+             CREATE ALERT hot FOR '2m' AS SELECT host, max(v) AS v FROM cpu GROUP BY host",
+        )
+        .expect("inline");
+        let Statement::Backtest {
+            target: BacktestTarget::Spec(rule),
+            from,
+            to,
+            every,
+        } = s
+        else {
+            panic!("not an inline backtest");
+        };
+        assert_eq!(rule.name, "hot");
+        assert_eq!(rule.for_, Duration::from_secs(120));
+        assert_eq!(
+            rule.query,
+            "SELECT host, max(v) AS v FROM cpu GROUP BY host"
+        );
+        assert_eq!(from, "2026-11-01T00:00:00Z");
+        assert_eq!(to.as_deref(), Some("2026-11-02T00:00:00Z"));
+        assert_eq!(every, None);
+        assert_eq!(recognise("BACKTEST ALERT x"), Some(Kind::Backtest));
+        let e = parse("BACKTEST ALERT x TO 'now'").expect_err("no FROM");
+        assert!(e.contains("needs FROM"), "{e}");
+        let e = parse("BACKTEST FROM 'now-1h' ALERT x").expect_err("wrong order");
+        assert!(e.contains("expected ALERT <name> FROM"), "{e}");
+        let e = parse("BACKTEST ALERT x FROM 'now-1h' EVERY 'soon'").expect_err("bad every");
+        assert!(e.starts_with("EVERY:"), "{e}");
     }
 }

@@ -1,6 +1,9 @@
 //! The alerting HTTP API:
 //! - rules: `GET|POST /api/v1/alert_rules`, `DELETE /api/v1/alert_rules/{name}` (JSON in
 //!   the shape of a `[[alerting.rules]]` entry);
+//! - backtests: `POST /api/v1/alert_rules/{name}/backtest` for a stored rule,
+//!   `POST /api/v1/backtest` with a `rule` definition (same shape) to try one first; body
+//!   `{"from": "now-7d", "to": "now", "every": "1m"}` (`to`, `every` optional);
 //! - acknowledgement: `GET|POST /api/v1/alerts/{fingerprint}/ack?by=NAME` (the link in
 //!   notifications), a test notification: `POST /api/v1/receivers/{name}/test`;
 //! - an Alertmanager API v2 subset, so Prometheus, vmalert and amtool plug in:
@@ -18,6 +21,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use strata_catalog::alerts::{MatcherDef, SilenceDef};
+use strata_catalog::units;
 
 use crate::config::RuleConfig;
 use crate::notify::channels::rfc3339;
@@ -28,6 +32,8 @@ pub fn router(alerting: Arc<Alerting>) -> Router {
     Router::new()
         .route("/api/v1/alert_rules", get(list_rules).post(create_rule))
         .route("/api/v1/alert_rules/{name}", delete(drop_rule))
+        .route("/api/v1/alert_rules/{name}/backtest", post(backtest_stored))
+        .route("/api/v1/backtest", post(backtest_new))
         .route("/api/v1/alerts/{fingerprint}/ack", get(ack).post(ack))
         .route("/api/v1/receivers/{name}/test", post(test_receiver))
         .route("/api/v2/alerts", get(list_alerts).post(post_alerts))
@@ -110,6 +116,72 @@ async fn create_rule(State(a): State<Arc<Alerting>>, bytes: axum::body::Bytes) -
         Ok(_) => (StatusCode::CREATED, Json(json!({"name": cfg.name}))).into_response(),
         Err(e) => error(e),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BacktestBody {
+    from: String,
+    to: Option<String>,
+    every: Option<String>,
+    /// The rule to try (for `/api/v1/backtest`).
+    rule: Option<RuleConfig>,
+}
+
+async fn backtest_stored(
+    State(a): State<Arc<Alerting>>,
+    Path(name): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let run = async {
+        let b: BacktestBody = body(&bytes)?;
+        if b.rule.is_some() {
+            return Err(Error::Invalid(
+                "`rule` belongs in POST /api/v1/backtest; this backtests the stored rule".into(),
+            ));
+        }
+        let rule = a.rule(&name)?;
+        backtest(&a, rule, &b).await
+    };
+    run.await.unwrap_or_else(error)
+}
+
+async fn backtest_new(State(a): State<Arc<Alerting>>, bytes: axum::body::Bytes) -> Response {
+    let run = async {
+        let b: BacktestBody = body(&bytes)?;
+        let Some(cfg) = &b.rule else {
+            return Err(Error::Invalid(
+                "request body: `rule` (a rule definition) is missing".into(),
+            ));
+        };
+        let rule = rule_from_config(cfg)
+            .map_err(|e| Error::Invalid(format!("rule `{}`: {e}", cfg.name)))?;
+        backtest(&a, rule, &b).await
+    };
+    run.await.unwrap_or_else(error)
+}
+
+async fn backtest(
+    a: &Alerting,
+    rule: strata_catalog::alerts::AlertRuleDef,
+    b: &BacktestBody,
+) -> Result<Response, Error> {
+    let now = a.now();
+    let time = |what: &str, s: &str| {
+        units::parse_time(s, now).map_err(|e| Error::Invalid(format!("{what}: {e}")))
+    };
+    let from = time("from", &b.from)?;
+    let to = b.to.as_deref().map_or(Ok(now), |t| time("to", t))?;
+    let every = b
+        .every
+        .as_deref()
+        .map(|e| units::parse_duration(e).map_err(|e| Error::Invalid(format!("every: {e}"))))
+        .transpose()?;
+    let report = a.backtest(&rule, from, to, every).await?;
+    let mut out =
+        serde_json::to_value(&report).map_err(|e| Error::Invalid(format!("report: {e}")))?;
+    out["summary"] = json!(report.summary());
+    Ok(Json(out).into_response())
 }
 
 async fn drop_rule(State(a): State<Arc<Alerting>>, Path(name): Path<String>) -> Response {

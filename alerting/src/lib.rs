@@ -20,6 +20,7 @@
 //! one that was in flight: delivery is at-least-once, receivers dedupe on `groupKey` /
 //! `dedup_key`).
 
+pub mod backtest;
 pub mod config;
 pub mod ddl;
 pub mod http;
@@ -807,6 +808,16 @@ impl Alerting {
             .await?;
         self.wake.notify_waiters();
         Ok(true)
+    }
+
+    /// A stored rule's definition.
+    pub fn rule(&self, name: &str) -> Result<AlertRuleDef> {
+        self.catalog
+            .snapshot()
+            .alert_rules
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("alert `{name}` does not exist")))
     }
 
     /// Drops a rule; its firing alerts resolve at the next step.

@@ -16,6 +16,8 @@ use crate::rows::ACTIVE_COLUMN;
 pub trait RuleQuery: Send + Sync + Debug {
     /// Runs `sql` in database `db` and returns every batch.
     async fn run(&self, db: &str, sql: &str) -> Result<Vec<RecordBatch>, String>;
+    /// Runs `sql` as of the past moment `at_ns`: `now()` is `at_ns` and tables end there.
+    async fn run_at(&self, db: &str, sql: &str, at_ns: i64) -> Result<Vec<RecordBatch>, String>;
     /// Plans `sql` without running it.
     async fn check(&self, db: &str, sql: &str) -> Result<(), String>;
 }
@@ -24,6 +26,14 @@ pub trait RuleQuery: Send + Sync + Debug {
 impl RuleQuery for QueryEngine {
     async fn run(&self, db: &str, sql: &str) -> Result<Vec<RecordBatch>, String> {
         let (_, stream) = self.query(db, sql).await.map_err(|e| e.to_string())?;
+        stream.try_collect().await.map_err(|e| e.to_string())
+    }
+
+    async fn run_at(&self, db: &str, sql: &str, at_ns: i64) -> Result<Vec<RecordBatch>, String> {
+        let (_, stream) = self
+            .query_as_of(db, sql, at_ns)
+            .await
+            .map_err(|e| e.to_string())?;
         stream.try_collect().await.map_err(|e| e.to_string())
     }
 

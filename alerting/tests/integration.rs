@@ -4,6 +4,7 @@
 //! Each step moves the clock and runs one evaluation and one notification round, so
 //! nothing sleeps.
 
+mod backtest;
 mod pipeline;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
 //! Durations as people write them in SQL, config files and flags: `30s`, `5m`, `1h30m`,
 //! `250ms`, `7d`, `2w`. One parser for every place so they all accept the same words.
+//! Points in time likewise: RFC 3339, or relative to now (`now`, `now-6h`, `-6h`).
 
 use std::time::Duration;
 
@@ -52,6 +53,31 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// Parses a point in time: RFC 3339 (`2026-11-30T08:00:00Z`, any offset), `now`, or now
+/// minus a duration (`now-6h`, `-6h`). Returns ns since the epoch.
+pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("now") {
+        return Ok(now_ns);
+    }
+    let ago = t
+        .strip_prefix("now")
+        .or_else(|| t.strip_prefix("NOW"))
+        .unwrap_or(t)
+        .trim_start();
+    if let Some(d) = ago.strip_prefix('-') {
+        let d = parse_duration(d.trim()).map_err(|e| format!("`{s}`: {e}"))?;
+        let ns = i64::try_from(d.as_nanos()).map_err(|_| format!("`{s}` is too far back"))?;
+        return Ok(now_ns.saturating_sub(ns));
+    }
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .and_then(|x| x.timestamp_nanos_opt())
+        .ok_or_else(|| {
+            format!("`{s}` is not a time: use RFC 3339 (2026-11-30T08:00:00Z), now, or now-6h")
+        })
+}
+
 /// Formats a duration the way [`parse_duration`] reads it (`1h30m`, `250ms`, `0s`).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -95,5 +121,25 @@ mod tests {
             let d = parse_duration(s).expect("parse");
             assert_eq!(format_duration(d), s);
         }
+    }
+
+    #[test]
+    fn parses_absolute_and_relative_times() {
+        let now = 1_700_000_000_000_000_000;
+        assert_eq!(parse_time("now", now), Ok(now));
+        assert_eq!(parse_time("now-1h", now), Ok(now - 3_600_000_000_000));
+        assert_eq!(parse_time("-30s", now), Ok(now - 30_000_000_000));
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z", 0),
+            Ok(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            parse_time("2023-11-14T23:13:20+01:00", 0),
+            Ok(1_700_000_000_000_000_000)
+        );
+        let e = parse_time("yesterday", now).expect_err("not a time");
+        assert!(e.contains("RFC 3339"), "{e}");
+        let e = parse_time("now-3x", now).expect_err("bad unit");
+        assert!(e.contains("unknown duration unit"), "{e}");
     }
 }

@@ -9,6 +9,7 @@
 //! DDL, DML, `COPY` and statements are refused for callers (see [`QueryEngine::query`]).
 //! Start with [`QueryEngine`].
 
+pub mod as_of;
 pub mod catalog;
 pub mod commands;
 pub mod flight;
@@ -213,6 +214,21 @@ impl QueryEngine {
         db: &str,
         catalogs: Arc<dyn datafusion::catalog::CatalogProviderList>,
     ) -> Result<SessionContext> {
+        self.build_session(db, catalogs, None)
+    }
+
+    /// A session of `db` as of `moment_ns` (see [`as_of`]): `now()` is that moment and
+    /// metric tables end there. The last-value cache is not used (it holds today's rows).
+    pub fn session_as_of(&self, db: &str, moment_ns: i64) -> Result<SessionContext> {
+        self.build_session(db, Arc::clone(&self.databases) as _, Some(moment_ns))
+    }
+
+    fn build_session(
+        &self,
+        db: &str,
+        catalogs: Arc<dyn datafusion::catalog::CatalogProviderList>,
+        as_of: Option<i64>,
+    ) -> Result<SessionContext> {
         if !self.engine.has_database(db) && db != DEFAULT_DATABASE {
             return Err(Error::UnknownDatabase(db.to_string()));
         }
@@ -220,16 +236,24 @@ impl QueryEngine {
             .with_default_catalog_and_schema(db, PUBLIC_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);
+        let analyzer: Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync> = match as_of {
+            None => Arc::new(last_values::LastValueRule::new(self.clone())),
+            Some(moment) => Arc::new(as_of::AsOfRule::new(moment)),
+        };
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))
             .with_catalog_list(catalogs)
             .with_default_features()
-            .with_analyzer_rule(Arc::new(last_values::LastValueRule::new(self.clone())))
+            .with_analyzer_rule(analyzer)
             .build();
         let tz = state.config().options().execution.time_zone.clone();
         let ctx = SessionContext::new_with_state(state);
-        ctx.register_udf(functions::ClockNow::udf(self.engine.clock(), tz.as_deref()));
+        let clock: Arc<dyn strata_engine::clock::Clock> = match as_of {
+            None => self.engine.clock(),
+            Some(moment) => strata_engine::clock::ManualClock::new(moment),
+        };
+        ctx.register_udf(functions::ClockNow::udf(clock, tz.as_deref()));
         Ok(ctx)
     }
 
@@ -258,6 +282,26 @@ impl QueryEngine {
         let started = Instant::now();
         let result = match self.session(db) {
             Ok(ctx) => self.start(ctx, Work::Sql(sql.to_string(), params)).await,
+            Err(e) => Err(e),
+        };
+        Self::count(started, &result);
+        result
+    }
+
+    /// [`Self::query`] as of a past moment (see [`as_of`]), for backtesting alert rules.
+    /// Alerting commands are not run here.
+    pub async fn query_as_of(
+        &self,
+        db: &str,
+        sql: &str,
+        moment_ns: i64,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        let started = Instant::now();
+        let result = match self.session_as_of(db, moment_ns) {
+            Ok(ctx) => {
+                self.start(ctx, Work::Sql(sql.to_string(), Vec::new()))
+                    .await
+            }
             Err(e) => Err(e),
         };
         Self::count(started, &result);
