@@ -60,7 +60,7 @@ pub async fn alert(args: AlertArgs) -> Result<(), Box<dyn std::error::Error>> {
             json,
         } => {
             let body = serde_json::json!({"from": from, "to": to, "every": every});
-            let url = format!("{base}/api/v1/alert_rules/{rule}/backtest");
+            let url = endpoint(base, &["api", "v1", "alert_rules", &rule, "backtest"])?;
             let report = call(client.post(&url).json(&body), &url).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -70,7 +70,7 @@ pub async fn alert(args: AlertArgs) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         AlertCommand::Test { receiver } => {
-            let url = format!("{base}/api/v1/receivers/{receiver}/test");
+            let url = endpoint(base, &["api", "v1", "receivers", &receiver, "test"])?;
             let resp = client
                 .post(&url)
                 .send()
@@ -98,6 +98,16 @@ pub async fn alert(args: AlertArgs) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
     }
+}
+
+/// `base` with `segments` appended, each percent-encoded (names may hold `/`, `?`, `#`).
+fn endpoint(base: &str, segments: &[&str]) -> Result<String, String> {
+    let mut url = reqwest::Url::parse(base).map_err(|e| format!("--server `{base}`: {e}"))?;
+    url.path_segments_mut()
+        .map_err(|()| format!("--server `{base}` cannot take a path"))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url.to_string())
 }
 
 async fn call(req: reqwest::RequestBuilder, url: &str) -> Result<Value, String> {

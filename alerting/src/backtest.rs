@@ -21,7 +21,7 @@ use strata_catalog::alerts::AlertRuleDef;
 use strata_catalog::units::format_duration;
 
 use crate::notify::channels::rfc3339;
-use crate::notify::{Pipeline, Status};
+use crate::notify::{Pipeline, channels};
 use crate::query::rule_sql;
 use crate::state::{self, Instance, State};
 use crate::{Alerting, Error, Result, ns_of, rows};
@@ -201,7 +201,10 @@ impl Alerting {
                 crate::MIN_EVERY.as_millis()
             )));
         }
-        let count = u64::try_from((to - from) / every_ns).unwrap_or(u64::MAX) + 1;
+        let count = to
+            .checked_sub(from)
+            .and_then(|span| u64::try_from(span / every_ns).ok())
+            .map_or(u64::MAX, |n| n.saturating_add(1));
         if count > MAX_EVALUATIONS {
             return Err(Error::Invalid(format!(
                 "backtest: {count} evaluations from {} to {} every {} ms is more than the \
@@ -258,7 +261,7 @@ impl Alerting {
             run.pipeline_until(at);
             run.evaluate(at, result);
         }
-        run.pipeline_until(to + 1);
+        run.pipeline_until(to.saturating_add(1));
         let mut report = run.report;
         report.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(report)
@@ -322,8 +325,13 @@ impl Run<'_> {
                 .get(&inst.fingerprint)
                 .map_or((State::Resolved, false), |i| (i.state, i.flapping));
             if inst.state != was {
+                let kind = if was == State::Pending && inst.state == State::Resolved {
+                    "inactive"
+                } else {
+                    inst.state.name()
+                };
                 let values = serde_json::to_string(&inst.values).unwrap_or_default();
-                self.event(at, inst.state.name(), Some(inst), values);
+                self.event(at, kind, Some(inst), values);
                 self.track_episode(at, inst, was);
             }
             if inst.flapping != was_flapping {
@@ -381,29 +389,43 @@ impl Run<'_> {
             .with_setup(|setup| self.pipeline.flush(setup, at));
         let outbox = std::mem::take(&mut self.pipeline.outbox);
         self.pipeline.log.clear();
-        let mut sent: BTreeMap<(String, String, Option<usize>), Sent> = BTreeMap::new();
+        // Deliveries in id order: one notification fans out to each channel of its
+        // receiver; the same channel again for the same group is another notification
+        // (an escalation step and a regular flush in one round).
+        type Key = (String, String, Option<usize>);
+        let mut open: BTreeMap<Key, (Sent, Vec<(channels::Kind, usize)>)> = BTreeMap::new();
+        let mut sent = Vec::new();
         for d in outbox.into_values() {
             self.report.deliveries += 1;
             let n = &d.notification;
             let key = (n.receiver.clone(), n.group_key.clone(), n.escalation_step);
-            sent.entry(key)
-                .and_modify(|s| s.channels += 1)
-                .or_insert_with(|| Sent {
-                    at,
-                    receiver: n.receiver.clone(),
-                    title: n.title(),
-                    status: n.status.name(),
-                    firing: n.firing(),
-                    resolved: n
-                        .alerts
-                        .iter()
-                        .filter(|a| a.status == Status::Resolved)
-                        .count(),
-                    channels: 1,
-                    escalation_step: n.escalation_step,
-                });
+            let channel = (d.channel.kind, d.channel.index);
+            if let Some((s, seen)) = open.get_mut(&key) {
+                if !seen.contains(&channel) {
+                    seen.push(channel);
+                    s.channels += 1;
+                    s.resolved = s.resolved.max(n.resolved());
+                    continue;
+                }
+                if let Some((s, _)) = open.remove(&key) {
+                    sent.push(s);
+                }
+            }
+            let s = Sent {
+                at,
+                receiver: n.receiver.clone(),
+                title: n.title(),
+                status: n.status.name(),
+                firing: n.firing(),
+                resolved: n.resolved(),
+                channels: 1,
+                escalation_step: n.escalation_step,
+            };
+            open.insert(key, (s, vec![channel]));
         }
-        for s in sent.into_values() {
+        sent.extend(open.into_values().map(|(s, _)| s));
+        sent.sort_by_key(|s| s.receiver.clone());
+        for s in sent {
             *self
                 .report
                 .notifications_by_receiver

@@ -18,6 +18,9 @@ pub struct AlertingConfig {
     pub flap_window: Option<String>,
     #[serde(default)]
     pub flap_threshold: Option<usize>,
+    /// Rule queries that run at once; more due rules wait their turn [default: 16].
+    #[serde(default)]
+    pub max_concurrent_evaluations: Option<usize>,
     /// The routing tree's root. Without one, alerts go to a receiver named `default`
     /// if there is one, and are only listed otherwise.
     #[serde(default)]
@@ -116,6 +119,10 @@ pub struct EmailConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// A PEM file of CA certificates to trust besides the system's (a private relay's
+    /// CA); read when the configuration loads and at each send.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     #[serde(default = "yes")]
     pub send_resolved: bool,
     #[serde(default)]

@@ -8,7 +8,8 @@
 //!   notifications), a test notification: `POST /api/v1/receivers/{name}/test`;
 //! - an Alertmanager API v2 subset, so Prometheus, vmalert and amtool plug in:
 //!   `GET|POST /api/v2/alerts`, `GET|POST /api/v2/silences`,
-//!   `GET|DELETE /api/v2/silence/{id}`.
+//!   `GET|DELETE /api/v2/silence/{id}`, `GET /api/v2/status` (`amtool config show`;
+//!   secrets redacted).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub fn router(alerting: Arc<Alerting>) -> Router {
         .route("/api/v1/backtest", post(backtest_new))
         .route("/api/v1/alerts/{fingerprint}/ack", get(ack).post(ack))
         .route("/api/v1/receivers/{name}/test", post(test_receiver))
+        .route("/api/v2/status", get(status))
         .route("/api/v2/alerts", get(list_alerts).post(post_alerts))
         .route("/api/v2/silences", get(list_silences).post(post_silence))
         .route(
@@ -182,6 +184,21 @@ async fn backtest(
         serde_json::to_value(&report).map_err(|e| Error::Invalid(format!("report: {e}")))?;
     out["summary"] = json!(report.summary());
     Ok(Json(out).into_response())
+}
+
+/// Alertmanager's status: configuration (redacted), version, uptime; no cluster.
+async fn status(State(a): State<Arc<Alerting>>) -> Response {
+    Json(json!({
+        "cluster": {"name": "", "status": "disabled", "peers": []},
+        "versionInfo": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "branch": "", "revision": "", "buildUser": "", "buildDate": "",
+            "goVersion": "none (Strata, Rust)"
+        },
+        "config": {"original": a.setup.redacted},
+        "uptime": rfc3339(a.started_at),
+    }))
+    .into_response()
 }
 
 async fn drop_rule(State(a): State<Arc<Alerting>>, Path(name): Path<String>) -> Response {

@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,44 @@ struct Compiled {
     flapping: Flapping,
     external_url: String,
     rules: Vec<AlertRuleDef>,
+    max_concurrent: usize,
+    /// The configuration as JSON with secrets redacted, for `GET /api/v2/status`.
+    redacted: String,
+}
+
+/// Rule queries running at once unless the configuration says otherwise.
+pub const DEFAULT_MAX_CONCURRENT_EVALUATIONS: usize = 16;
+
+/// `c` as pretty JSON with every secret (passwords, tokens, routing keys, and endpoint
+/// URLs, which often carry a token) replaced by `<secret>`, as Alertmanager shows its
+/// configuration.
+fn redacted(c: &AlertingConfig) -> String {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    let secret = [
+                        "password",
+                        "auth_token",
+                        "routing_key",
+                        "bearer_token",
+                        "url",
+                    ]
+                    .contains(&k.as_str());
+                    if secret && !x.is_null() {
+                        *x = serde_json::Value::String("<secret>".into());
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(c).unwrap_or_default();
+    walk(&mut v);
+    serde_json::to_string_pretty(&v).unwrap_or_default()
 }
 
 fn ns_of(d: Duration) -> i64 {
@@ -238,6 +277,12 @@ impl Compiled {
                 .clone()
                 .unwrap_or_else(|| "http://127.0.0.1:7070".into()),
             rules,
+            max_concurrent: match c.max_concurrent_evaluations {
+                None => DEFAULT_MAX_CONCURRENT_EVALUATIONS,
+                Some(0) => return Err(cfg("max_concurrent_evaluations must be at least 1".into())),
+                Some(n) => n,
+            },
+            redacted: redacted(c),
         })
     }
 }
@@ -336,6 +381,7 @@ pub struct Alerting {
     save_lock: tokio::sync::Mutex<u64>,
     silence_cache: Mutex<BTreeMap<String, (i64, Vec<Matcher>)>>,
     ids: AtomicU64,
+    started_at: i64,
 }
 
 /// The background tasks of [`Alerting::start`]; dropping it stops them.
@@ -440,6 +486,7 @@ impl Alerting {
             save_lock: tokio::sync::Mutex::new(0),
             silence_cache: Mutex::new(BTreeMap::new()),
             ids: AtomicU64::new(0),
+            started_at: now,
         }))
     }
 
@@ -501,7 +548,8 @@ impl Alerting {
             .min()
     }
 
-    /// Evaluates every rule that is due at the clock's current time (concurrently), moves
+    /// Evaluates every rule that is due at the clock's current time (at most
+    /// `max_concurrent_evaluations` queries at once), moves
     /// its instances through their states and hands changes to the pipeline. Returns how
     /// many rules were evaluated.
     pub async fn evaluate_due(&self) -> usize {
@@ -544,16 +592,23 @@ impl Alerting {
         if due.is_empty() {
             return 0;
         }
-        let results = futures::future::join_all(due.iter().map(|r| async move {
-            let started = Instant::now();
-            let result = self
-                .query
-                .run(&r.database, &rule_sql(r))
-                .await
-                .and_then(|b| rows::rows(&b));
-            (result, started.elapsed())
-        }))
-        .await;
+        let query = Arc::clone(&self.query);
+        let runs: Vec<_> = due
+            .iter()
+            .map(|r| {
+                let query = Arc::clone(&query);
+                let (db, sql) = (r.database.clone(), rule_sql(r));
+                async move {
+                    let started = Instant::now();
+                    let result = query.run(&db, &sql).await.and_then(|b| rows::rows(&b));
+                    (result, started.elapsed())
+                }
+            })
+            .collect();
+        let results: Vec<_> = futures::stream::iter(runs)
+            .buffered(self.setup.max_concurrent)
+            .collect()
+            .await;
         {
             let mut rt = self.runtime.lock();
             for (rule, (result, took)) in due.iter().zip(results) {

@@ -152,6 +152,8 @@ pub fn advance(
                     inst.state = State::Pending;
                     inst.active_at = now;
                     inst.resolved_at = None;
+                    // A new episode: it has not fired (yet).
+                    inst.fired_at = None;
                     if for_ns == 0 {
                         fire(inst, now);
                     }

@@ -4,6 +4,7 @@
 //! value, aggregate latency) and `kafka` (consumption throughput).
 //! Micro-benchmarks live in each crate's `benches/`; timing never belongs in tests.
 
+pub mod alert_backtest;
 pub mod alert_latency;
 pub mod data;
 pub mod kafka;

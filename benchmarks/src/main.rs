@@ -2,7 +2,7 @@
 //! `benchmarks/README.md`.
 
 use clap::{Parser, Subcommand};
-use strata_benchmarks::{alert_latency, tsbs};
+use strata_benchmarks::{alert_backtest, alert_latency, tsbs};
 
 #[derive(Debug, Parser)]
 #[command(name = "strata-benchmarks", about = "Strata's benchmark harness")]
@@ -18,6 +18,8 @@ enum Cmd {
     Tsbs(tsbs::Options),
     /// Sample-to-notification latency of an alert rule (webhook, 1 s evaluation).
     AlertLatency(alert_latency::Options),
+    /// Backtest throughput: one rule over `hosts` series for the last `hours`.
+    AlertBacktest(alert_backtest::Options),
 }
 
 #[tokio::main]
@@ -43,6 +45,26 @@ async fn main() {
             ),
             Err(e) => {
                 eprintln!("alert-latency: {e}");
+                std::process::exit(1);
+            }
+        },
+        Cmd::AlertBacktest(opts) => match alert_backtest::run(&opts).await {
+            Ok(m) => println!(
+                "backtest of {} hosts × {} h ({} rows, loaded in {:.1} s): {} evaluations in \
+                 {:.2} s = {:.0} evaluations/s, {:.0} raw rows/s scanned; {} firing episodes\n{}",
+                opts.hosts,
+                opts.hours,
+                m.rows,
+                m.load_s,
+                m.evaluations,
+                m.backtest_s,
+                m.evaluations as f64 / m.backtest_s,
+                (m.evaluations as f64 * opts.hosts as f64 * 6.0) / m.backtest_s,
+                m.episodes,
+                m.summary
+            ),
+            Err(e) => {
+                eprintln!("alert-backtest: {e}");
                 std::process::exit(1);
             }
         },

@@ -36,7 +36,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let secs = |m: u64| Duration::from_secs(n.saturating_mul(m));
-        total += match unit {
+        let part = match unit {
             "ms" => Duration::from_millis(n),
             "s" => secs(1),
             "m" => secs(60),
@@ -49,6 +49,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                 ));
             }
         };
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("`{s}` is too large a duration"))?;
     }
     Ok(total)
 }
@@ -60,11 +63,11 @@ pub fn parse_time(s: &str, now_ns: i64) -> Result<i64, String> {
     if t.eq_ignore_ascii_case("now") {
         return Ok(now_ns);
     }
-    let ago = t
-        .strip_prefix("now")
-        .or_else(|| t.strip_prefix("NOW"))
-        .unwrap_or(t)
-        .trim_start();
+    let ago = if t.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("now")) {
+        t[3..].trim_start()
+    } else {
+        t
+    };
     if let Some(d) = ago.strip_prefix('-') {
         let d = parse_duration(d.trim()).map_err(|e| format!("`{s}`: {e}"))?;
         let ns = i64::try_from(d.as_nanos()).map_err(|_| format!("`{s}` is too far back"))?;
@@ -129,6 +132,8 @@ mod tests {
         assert_eq!(parse_time("now", now), Ok(now));
         assert_eq!(parse_time("now-1h", now), Ok(now - 3_600_000_000_000));
         assert_eq!(parse_time("-30s", now), Ok(now - 30_000_000_000));
+        assert_eq!(parse_time("Now - 1m", now), Ok(now - 60_000_000_000));
+        assert!(parse_time("now-18446744073709551615s1s", now).is_err());
         assert_eq!(
             parse_time("2023-11-14T22:13:20Z", 0),
             Ok(1_700_000_000_000_000_000)

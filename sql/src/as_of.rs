@@ -2,7 +2,8 @@
 //! every metric table shows only rows with `time <= moment`, as a live query at that moment
 //! would have seen them (the rule's own `time > now() - …` bound then selects the same
 //! window). Rows written later for earlier times (late data) are visible, since what
-//! arrived when is not kept.
+//! arrived when is not kept. Only `now()` / `current_timestamp` are moved: `current_date`,
+//! `current_time` and `today()` keep the real date, and system tables show the present.
 
 use std::sync::Arc;
 

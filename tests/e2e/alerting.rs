@@ -326,3 +326,290 @@ async fn rules_fire_to_a_webhook_and_real_smtp_and_the_alertmanager_api_works() 
         .await;
     assert!(log[0]["sent"].as_i64().unwrap_or(0) >= 3, "{log:?}");
 }
+
+/// `tests/python/smtp_sink.py` in `mode` (`starttls` or `tls`, with a throwaway CA in
+/// `dir/ca.pem`), requiring `auth` (`user:password`); mails land in `dir/maildir/new`.
+fn smtp_sink(dir: &Path, mode: &str, auth: &str) -> (Smtp, u16) {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut child = Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/smtp_sink.py"
+        ))
+        .arg(dir)
+        .arg(port.to_string())
+        .arg(mode)
+        .args(["--auth", auth])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the SMTP sink");
+    let mut line = String::new();
+    let out = child.stdout.take().expect("stdout");
+    std::io::BufReader::new(out)
+        .read_line(&mut line)
+        .expect("read the SMTP sink");
+    assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
+    (Smtp(child), port)
+}
+
+fn mails(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("maildir/new"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs `strata alert <args>` against `server`; returns (success, stdout, stderr).
+async fn cli(server: &Server, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["alert", "--server", &server.url("")])
+        .args(args)
+        .output()
+        .await
+        .expect("run strata alert");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_over_starttls_and_tls_with_auth_and_test_notifications_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (starttls_dir, tls_dir) = (dir.path().join("starttls"), dir.path().join("tls"));
+    let (_a, starttls_port) = smtp_sink(&starttls_dir, "starttls", "strata:s3cret");
+    let (_b, tls_port) = smtp_sink(&tls_dir, "tls", "strata:s3cret");
+    let config = dir.path().join("strata.toml");
+    let email = |port: u16, tls: &str, ca: &Path, password: &str| {
+        format!(
+            r#"
+            [[alerting.receivers.email]]
+            to = ["oncall@example.com"]
+            from = "strata@example.com"
+            smarthost = "127.0.0.1:{port}"
+            tls = "{tls}"
+            username = "strata"
+            password = "{password}"
+            ca_file = "{}"
+            "#,
+            ca.join("ca.pem").display()
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [alerting.route]
+            receiver = "secure"
+            [[alerting.receivers]]
+            name = "secure"
+            {}
+            {}
+            [[alerting.receivers]]
+            name = "wrong_password"
+            {}
+            "#,
+            email(starttls_port, "starttls", &starttls_dir, "s3cret"),
+            email(tls_port, "tls", &tls_dir, "s3cret"),
+            email(starttls_port, "starttls", &starttls_dir, "guess"),
+        ),
+    )
+    .expect("config");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().expect("path")],
+    )
+    .await;
+
+    let (ok, out, err) = cli(&server, &["test", "secure"]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, "email[0]: sent\nemail[1]: sent\n");
+    for d in [&starttls_dir, &tls_dir] {
+        let got = mails(d);
+        assert_eq!(got.len(), 1, "{}", d.display());
+        assert!(
+            got[0].contains("Subject: [FIRING:1] StrataTestNotification (receiver=secure)"),
+            "{}",
+            got[0]
+        );
+        assert!(got[0].contains("To: oncall@example.com"), "{}", got[0]);
+    }
+
+    // A refused login is the channel's failure, reported by the CLI's exit status.
+    let (ok, out, err) = cli(&server, &["test", "wrong_password"]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.starts_with("email[0]: FAILED: email via 127.0.0.1:"),
+        "{out}"
+    );
+    assert!(err.contains("1 of 1 channels failed"), "{err}");
+    assert_eq!(mails(&starttls_dir).len(), 1);
+
+    let (ok, _, err) = cli(&server, &["test", "nobody"]).await;
+    assert!(!ok);
+    assert!(err.contains("receiver `nobody` is not configured"), "{err}");
+
+    // amtool's `config show`: the configuration, passwords redacted.
+    let status: Value = server
+        .client
+        .get(server.url("/api/v2/status"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    let original = status["config"]["original"].as_str().expect("config");
+    assert!(
+        original.contains("\"smarthost\": \"127.0.0.1:"),
+        "{original}"
+    );
+    assert!(
+        original.contains("\"password\": \"<secret>\""),
+        "{original}"
+    );
+    assert!(
+        !original.contains("s3cret") && !original.contains("guess"),
+        "{original}"
+    );
+    assert_eq!(status["cluster"]["status"], "disabled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backtests_over_sql_http_postgres_and_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"), &[]).await;
+    // The last 30 minutes at 10 s: `a` at 95 from 20 to 10 minutes ago, else 10.
+    let now = now_ns();
+    let minute = 60_000_000_000i64;
+    let mut lp = String::new();
+    let mut t = now - 30 * minute;
+    while t <= now {
+        let a = if (now - 20 * minute..now - 10 * minute).contains(&t) {
+            95
+        } else {
+            10
+        };
+        lp.push_str(&format!(
+            "cpu,host=a usage_user={a} {t}\ncpu,host=b usage_user=10 {t}\n"
+        ));
+        t += 10_000_000_000;
+    }
+    assert!(server.write_lp("metrics", lp).await.status().is_success());
+    let rule = "SELECT host, avg(usage_user) AS value FROM cpu \
+                WHERE time > now() - interval '1 minute' GROUP BY host HAVING avg(usage_user) > 90";
+    server
+        .query(
+            "metrics",
+            &format!("CREATE ALERT hot EVERY '1m' FOR '1m' AS {rule}"),
+        )
+        .await;
+
+    let (ok, out, err) = cli(
+        &server,
+        &["backtest", "hot", "--from", "now-30m", "--every", "1m"],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.starts_with("hot: 31 evaluations (0 failed) every 1m from "),
+        "{out}"
+    );
+    assert!(
+        out.contains(": 1 firing episodes, 0 notifications"),
+        "{out}"
+    );
+    assert!(out.contains("alertname=hot, host=a"), "{out}");
+
+    let (ok, out, err) = cli(&server, &["backtest", "hot", "--from", "now-30m", "--json"]).await;
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON report");
+    let episodes = report["episodes"].as_array().expect("episodes");
+    assert_eq!(episodes.len(), 1, "{report}");
+    assert_eq!(episodes[0]["labels"]["host"], "a");
+    assert!(episodes[0]["ended_at"].is_string(), "{report}");
+
+    let (ok, _, err) = cli(&server, &["backtest", "cold", "--from", "now-1h"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("404") && err.contains("alert `cold` does not exist"),
+        "{err}"
+    );
+
+    // A rule not created yet, over HTTP: without FOR it fires at the first hot minute.
+    let r = server
+        .client
+        .post(server.url("/api/v1/backtest"))
+        .json(&json!({"from": "now-30m", "every": "1m",
+                      "rule": {"name": "try", "query": rule, "labels": {"team": "db"}}}))
+        .send()
+        .await
+        .expect("backtest");
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.expect("json");
+    assert_eq!(
+        report["episodes"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(report["episodes"][0]["labels"]["team"], "db");
+    assert!(
+        report["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("31 evaluations"))
+    );
+    let r = server
+        .client
+        .post(server.url("/api/v1/backtest"))
+        .json(&json!({"from": "a week ago", "rule": {"name": "try", "query": rule}}))
+        .send()
+        .await
+        .expect("bad backtest");
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .await
+            .expect("body")
+            .contains("from: `a week ago` is not a time")
+    );
+
+    // The SQL form over the PostgreSQL wire: a summary row, then the events.
+    let (pg, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=strata dbname=metrics",
+            server.pg.rsplit(':').next().expect("port")
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("pg connect");
+    tokio::spawn(conn);
+    let rows: Vec<(String, String)> = pg
+        .simple_query("BACKTEST ALERT hot FROM 'now-30m'")
+        .await
+        .expect("BACKTEST over pg")
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                r.get("event")?.to_string(),
+                r.get("labels").unwrap_or("").to_string(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let kinds: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["summary", "pending", "firing", "resolved"],
+        "{rows:?}"
+    );
+    assert!(rows[2].1.contains("\"host\":\"a\""), "{rows:?}");
+}

@@ -119,7 +119,8 @@ def main():
                 getattr(auth_data, "login", None) == user.encode()
                 and getattr(auth_data, "password", None) == password.encode()
             )
-            return AuthResult(success=ok)
+            # handled=False: aiosmtpd answers (235, or 535 on failure) itself.
+            return AuthResult(success=ok, handled=False)
 
         # Implicit TLS is TLS already (aiosmtpd only counts STARTTLS as TLS).
         kwargs.update(

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -74,7 +75,17 @@ pub fn validate(r: &ReceiverConfig) -> Result<(), String> {
             to.parse::<Mailbox>()
                 .map_err(|x| at("email", i, format!("to `{to}`: {x}")))?;
         }
-        smarthost(&e.smarthost).map_err(|x| at("email", i, x))?;
+        let (host, _) = smarthost(&e.smarthost).map_err(|x| at("email", i, x))?;
+        if e.tls != SmtpTls::None {
+            tls_parameters(e, &host).map_err(|x| at("email", i, x))?;
+        }
+        if e.username.is_some() != e.password.is_some() {
+            return Err(at(
+                "email",
+                i,
+                "give both `username` and `password`, or neither".into(),
+            ));
+        }
         timeout(&e.timeout).map_err(|x| at("email", i, x))?;
     }
     for (i, p) in r.pagerduty.iter().enumerate() {
@@ -307,15 +318,15 @@ pub fn html_body(n: &Notification) -> String {
 async fn email(c: &EmailConfig, n: &Notification) -> Result<(), String> {
     let (host, port) = smarthost(&c.smarthost)?;
     let what = |e: &dyn std::fmt::Display| format!("email via {}: {e}", c.smarthost);
-    let mut builder = match c.tls {
-        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host),
-        SmtpTls::Starttls => {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host).map_err(|e| what(&e))?
-        }
-        SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&host).map_err(|e| what(&e))?,
-    }
-    .port(port)
-    .timeout(Some(timeout(&c.timeout)?));
+    let tls = match c.tls {
+        SmtpTls::None => Tls::None,
+        SmtpTls::Starttls => Tls::Required(tls_parameters(c, &host).map_err(|e| what(&e))?),
+        SmtpTls::Tls => Tls::Wrapper(tls_parameters(c, &host).map_err(|e| what(&e))?),
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
+        .tls(tls)
+        .port(port)
+        .timeout(Some(timeout(&c.timeout)?));
     if let (Some(u), Some(p)) = (&c.username, &c.password) {
         builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
     }
@@ -334,6 +345,19 @@ async fn email(c: &EmailConfig, n: &Notification) -> Result<(), String> {
         .map_err(|e| what(&e))?;
     transport.send(message).await.map_err(|e| what(&e))?;
     Ok(())
+}
+
+/// TLS for an SMTP connection to `host`: the certificate must be valid for it and signed
+/// by a system CA or one in `ca_file`.
+fn tls_parameters(c: &EmailConfig, host: &str) -> Result<TlsParameters, String> {
+    let mut b = TlsParameters::builder(host.to_string());
+    if let Some(path) = &c.ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        let cert = Certificate::from_pem(&pem)
+            .map_err(|e| format!("ca_file {}: not a PEM certificate: {e}", path.display()))?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build_rustls().map_err(|e| format!("TLS setup: {e}"))
 }
 
 /// One PagerDuty Events API v2 event per alert.
