@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde::Serialize;
 use strata_catalog::alerts::AlertRuleDef;
-use strata_catalog::units::format_duration;
+use strata_catalog::units::{format_duration, parse_time};
 
 use crate::notify::channels::rfc3339;
 use crate::notify::{Pipeline, channels};
@@ -168,6 +168,19 @@ struct Run<'a> {
     report: Report,
     open: BTreeMap<String, usize>,
     failing: bool,
+}
+
+/// A backtest's range as written: `from` and `to` as RFC 3339 or relative to now
+/// (`now-7d`), `to` defaulting to now; `names` are how the caller spells the two (`FROM`
+/// in SQL, `from` in JSON) for errors.
+pub fn range(now: i64, from: &str, to: Option<&str>, names: (&str, &str)) -> Result<(i64, i64)> {
+    let time = |name: &str, s: &str| {
+        parse_time(s, now).map_err(|e| Error::Invalid(format!("{name}: {e}")))
+    };
+    Ok((
+        time(names.0, from)?,
+        to.map_or(Ok(now), |t| time(names.1, t))?,
+    ))
 }
 
 impl Alerting {

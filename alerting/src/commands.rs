@@ -6,7 +6,6 @@ use arrow::array::{RecordBatch, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use strata_catalog::alerts::SilenceDef;
-use strata_catalog::units::parse_time;
 use strata_sql::commands::{CommandError, CommandErrorKind, Commands};
 
 use crate::backtest::Report;
@@ -166,12 +165,8 @@ impl Commands for Alerting {
                     BacktestTarget::Rule(name) => self.rule(&name)?,
                     BacktestTarget::Spec(spec) => spec.into_def(db),
                 };
-                let now = self.now();
-                let time = |clause: &str, s: &str| {
-                    parse_time(s, now).map_err(|e| CommandError::invalid(format!("{clause}: {e}")))
-                };
-                let from = time("FROM", &from)?;
-                let to = to.map_or(Ok(now), |t| time("TO", &t))?;
+                let (from, to) =
+                    crate::backtest::range(self.now(), &from, to.as_deref(), ("FROM", "TO"))?;
                 let report = self.backtest(&rule, from, to, every).await?;
                 backtest_batch(&report).map_err(arrow)
             }

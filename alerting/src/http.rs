@@ -168,12 +168,7 @@ async fn backtest(
     rule: strata_catalog::alerts::AlertRuleDef,
     b: &BacktestBody,
 ) -> Result<Response, Error> {
-    let now = a.now();
-    let time = |what: &str, s: &str| {
-        units::parse_time(s, now).map_err(|e| Error::Invalid(format!("{what}: {e}")))
-    };
-    let from = time("from", &b.from)?;
-    let to = b.to.as_deref().map_or(Ok(now), |t| time("to", t))?;
+    let (from, to) = crate::backtest::range(a.now(), &b.from, b.to.as_deref(), ("from", "to"))?;
     let every = b
         .every
         .as_deref()
