@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use super::clients::python;
+use super::pg::connect;
 use super::server::Server;
 
 /// A local webhook receiver recording every JSON body.
@@ -162,16 +163,7 @@ async fn rules_fire_to_a_webhook_and_real_smtp_and_the_alertmanager_api_works() 
     assert_eq!(created[0]["result"], "alert `high_cpu` created");
 
     // Over the PostgreSQL wire too.
-    let (pg, conn) = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={} user=strata dbname=metrics",
-            server.pg.rsplit(':').next().expect("port")
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("pg connect");
-    tokio::spawn(conn);
+    let pg = connect(&server.pg, "metrics").await.expect("pg connect");
     let shown = pg
         .simple_query("SHOW ALERTS")
         .await
@@ -582,16 +574,7 @@ async fn backtests_over_sql_http_postgres_and_the_cli() {
     );
 
     // The SQL form over the PostgreSQL wire: a summary row, then the events.
-    let (pg, conn) = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={} user=strata dbname=metrics",
-            server.pg.rsplit(':').next().expect("port")
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("pg connect");
-    tokio::spawn(conn);
+    let pg = connect(&server.pg, "metrics").await.expect("pg connect");
     let rows: Vec<(String, String)> = pg
         .simple_query("BACKTEST ALERT hot FROM 'now-30m'")
         .await

@@ -10,7 +10,8 @@ use super::clients::run_script;
 use super::flight::write_fleet;
 use super::server::Server;
 
-async fn connect(addr: &str, db: &str) -> Result<Client, tokio_postgres::Error> {
+/// A tokio-postgres client of database `db` at `addr` (`host:port`).
+pub(super) async fn connect(addr: &str, db: &str) -> Result<Client, tokio_postgres::Error> {
     let (host, port) = addr.rsplit_once(':').expect("host:port");
     let (client, conn) = tokio_postgres::connect(
         &format!("host={host} port={port} user=strata dbname={db} connect_timeout=10"),
