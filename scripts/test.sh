@@ -14,12 +14,17 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-# psql, a real PostgreSQL client the end-to-end tests drive (Debian's package).
-if ! command -v psql >/dev/null 2>&1; then
-  echo "== installing postgresql-client (psql)"
+# Real programs the end-to-end tests drive, from Debian's packages: psql (PostgreSQL
+# client), Prometheus' node_exporter (scraped) and the Prometheus server (remote_write).
+PACKAGES=()
+command -v psql >/dev/null 2>&1 || PACKAGES+=(postgresql-client)
+command -v prometheus-node-exporter >/dev/null 2>&1 || PACKAGES+=(prometheus-node-exporter)
+command -v prometheus >/dev/null 2>&1 || PACKAGES+=(prometheus)
+if [ ${#PACKAGES[@]} -gt 0 ]; then
+  echo "== installing ${PACKAGES[*]} (Debian packages)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-client
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
 fi
 
 # A real Kafka-protocol broker for the Kafka tests (tansu, built once, cached).

@@ -104,6 +104,9 @@ pub struct FileConfig {
     /// `[alerting]`: receivers, routes, inhibition, escalations and config-owned rules.
     #[serde(default)]
     pub alerting: strata_alerting::config::AlertingConfig,
+    /// `[[scrape]]`: Prometheus-style scrape jobs.
+    #[serde(default)]
+    pub scrape: Vec<strata_ingest::scrape::ScrapeJobConfig>,
 }
 
 /// `[kafka]`: the consumer. Topics are `[[kafka.topics]]` tables.
@@ -172,6 +175,8 @@ pub struct Settings {
     /// Set only when brokers are given.
     pub kafka: Option<strata_ingest::kafka::KafkaConfig>,
     pub alerting: strata_alerting::config::AlertingConfig,
+    /// Scrape jobs; target files are relative to the config file's folder.
+    pub scrape: Vec<strata_ingest::scrape::ScrapeJobConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -260,6 +265,12 @@ impl Settings {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)))
         };
         let kafka = kafka(args, file.kafka.as_ref(), &ingest)?;
+        let mut scrape = file.scrape;
+        if let Some(dir) = args.config.as_deref().and_then(Path::parent) {
+            for path in scrape.iter_mut().flat_map(|j| j.files.iter_mut()) {
+                *path = dir.join(&*path);
+            }
+        }
         Ok(Self {
             http_addr: addr(args.http_addr, file.http_addr, 7070),
             flight_addr: addr(args.flight_addr, file.flight_addr, 7071),
@@ -269,6 +280,7 @@ impl Settings {
             query,
             kafka,
             alerting: file.alerting,
+            scrape,
         })
     }
 }

@@ -81,6 +81,10 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
 
+    // Always started, so `system.scrape_targets` exists (empty without jobs).
+    let scraper = strata_ingest::scrape::Scraper::start(Arc::clone(&engine), &settings.scrape)?;
+    engine.register_system_table(scraper.status());
+
     let alerting = strata_alerting::Alerting::new(
         engine.shared_catalog(),
         Arc::new(query.clone()),
@@ -147,6 +151,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(http, axum::ServiceExt::into_make_service(app))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    drop(scraper);
     if let Some(k) = kafka {
         tracing::info!("stopping the Kafka consumer");
         if let Err(e) = tokio::task::spawn_blocking(move || k.stop()).await {

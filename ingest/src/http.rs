@@ -1,6 +1,7 @@
 //! HTTP write endpoints, compatible with InfluxDB 3's write API:
 //! `POST /api/v3/write_lp?db=`, `POST /api/v2/write?bucket=`, `POST /write?db=` (line
-//! protocol) and `POST /api/v1/push` (seed JSON, array or NDJSON).
+//! protocol), `POST /api/v1/push` (seed JSON, array or NDJSON) and `POST /api/v1/write`
+//! (Prometheus remote_write 1.0).
 //!
 //! Status codes: 204 all stored; 400 with the partial-write body when any line was
 //! rejected (the valid ones are stored unless `accept_partial=false`); 413 over the body
@@ -60,6 +61,7 @@ pub fn router(engine: Arc<Engine>, config: IngestConfig) -> Router {
         .route("/api/v2/write", post(write_v2))
         .route("/write", post(write_v1))
         .route("/api/v1/push", post(push_json))
+        .route("/api/v1/write", post(remote_write))
         .with_state(state)
 }
 
@@ -142,6 +144,118 @@ async fn push_json(
         "json_push",
     )
     .await
+}
+
+/// Prometheus remote_write. Senders retry 5xx and 429 and drop other 4xx, so: 204 all
+/// stored; 400 for what retrying cannot fix (bad snappy or protobuf, refused series — the
+/// valid series of the request are stored); 413 over the size limit; 415 for
+/// remote_write 2.0 (Prometheus then falls back to 1.0); 503 + `Retry-After` over the
+/// memory budget; 500 when the WAL failed (nothing acknowledged, a retry is safe: writes
+/// of the same point are idempotent).
+async fn remote_write(
+    State(s): State<IngestState>,
+    Query(p): Query<WriteParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    const PATH: &str = "remote_write";
+    let header_str = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    let content_type = header_str(header::CONTENT_TYPE);
+    if content_type.contains("io.prometheus.write.v2") {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "remote_write 2.0 (io.prometheus.write.v2.Request) is not supported yet; send 1.0 \
+             (prometheus.WriteRequest)",
+        );
+    }
+    let encoding = header_str(header::CONTENT_ENCODING);
+    if !matches!(encoding.as_str(), "" | "snappy") {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Content-Encoding `{encoding}` is not supported: remote_write bodies are snappy"
+            ),
+        );
+    }
+    let limit = s.config.max_body_bytes;
+    let Ok(raw) = axum::body::to_bytes(body, limit).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes"),
+        );
+    };
+    let decoded = match crate::remote_write::decode(&raw, limit) {
+        Ok(d) => d,
+        Err(e) => {
+            count(PATH, "rejected", 1);
+            let status = match e {
+                crate::remote_write::DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                crate::remote_write::DecodeError::Snappy(_)
+                | crate::remote_write::DecodeError::Protobuf(_) => StatusCode::BAD_REQUEST,
+            };
+            return error(status, e.to_string());
+        }
+    };
+    if decoded.points.len() > s.config.max_lines_per_request {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request has {} samples, over the limit of {} per request",
+                decoded.points.len(),
+                s.config.max_lines_per_request
+            ),
+        );
+    }
+    count(PATH, "stale_marker", decoded.stale_markers);
+    let mut errors: Vec<(usize, String)> = decoded
+        .errors
+        .into_iter()
+        .map(|e| (e.series, e.message))
+        .collect();
+    if !decoded.points.is_empty() {
+        let db = p.db.or(p.bucket).filter(|d| !d.is_empty());
+        let db = db.as_deref().unwrap_or(DEFAULT_DATABASE);
+        let opts = WriteOptions {
+            no_sync: p.no_sync.unwrap_or(false),
+            accept_partial: true,
+        };
+        match s.engine.write(db, decoded.points, opts).await {
+            Ok(o) => {
+                count(PATH, "accepted", o.accepted);
+                count(PATH, "rejected", o.rejected.len());
+                errors.extend(o.rejected.into_iter().map(|r| (r.line, r.reason)));
+            }
+            Err(e) => return engine_error(e, "", PATH),
+        }
+    }
+    if errors.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    errors.sort();
+    let first = &errors[0];
+    let data: Vec<serde_json::Value> = errors
+        .iter()
+        .take(100)
+        .map(|(series, msg)| serde_json::json!({ "series": series, "error_message": msg }))
+        .collect();
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(serde_json::json!({
+            "error": format!(
+                "{} sample(s) or series of {} refused; the others were stored; first: series {}: {}",
+                errors.len(), decoded.series, first.0, first.1
+            ),
+            "data": data,
+        })),
+    )
+        .into_response()
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {

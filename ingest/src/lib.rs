@@ -1,17 +1,20 @@
 //! `strata-ingest` turns wire formats into points and hands them to the engine: Influx
 //! line protocol ([`lp`]), the seed JSON model ([`json`]), chosen by [`format::Format`],
 //! and the transports that carry them: the HTTP write endpoints ([`http`]) and the Kafka
-//! consumer ([`kafka`]). Later: Prometheus remote_write and exposition, the scraper and
-//! the agent, each as one decoder shared by every transport.
+//! consumer ([`kafka`]); Prometheus remote_write ([`remote_write`]) and the text
+//! exposition format ([`exposition`]) read by the scraper ([`scrape`]).
 //!
 //! It must not store anything itself: validation against table schemas, durability and
 //! the memory budget are the engine's. Start with [`http::router`].
 
+pub mod exposition;
 pub mod format;
 pub mod http;
 pub mod json;
 pub mod kafka;
 pub mod lp;
+pub mod remote_write;
+pub mod scrape;
 
 /// One rejected line (or JSON element), in InfluxDB 3's partial-write error shape.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -20,6 +23,9 @@ pub struct LineError {
     pub line_number: usize,
     pub error_message: String,
 }
+
+/// Longest accepted label (tag) value, in bytes, in the Prometheus decoders.
+pub const MAX_LABEL_VALUE_BYTES: usize = 16 * 1024;
 
 /// Lines quoted back in errors are cut to this many bytes.
 const MAX_QUOTED_LINE: usize = 256;

@@ -4,6 +4,7 @@ mod durability;
 mod flight;
 mod kafka;
 mod pg;
+mod scrape;
 mod server;
 mod tsbs;
 mod writes;

@@ -103,6 +103,15 @@ impl Server {
         serde_json::from_str(&text).expect("json rows")
     }
 
+    /// Like [`Server::query`], but `None` on an error status (a table not written yet).
+    pub async fn try_query(&self, db: &str, sql: &str) -> Option<Vec<Value>> {
+        let (status, body) = self.query_raw(db, sql, "json").await;
+        if status != 200 {
+            return None;
+        }
+        serde_json::from_str(&body).ok()
+    }
+
     /// The Prometheus text of `GET /metrics`.
     pub async fn metrics(&self) -> String {
         self.client
@@ -138,6 +147,19 @@ impl Drop for Server {
 fn spawn(data_dir: &Path, extra: &[String]) -> (Child, Addrs) {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     spawn_strata(Path::new(env!("CARGO_BIN_EXE_strata")), data_dir, &extra).expect("start strata")
+}
+
+/// Polls `check` until it returns true; panics naming `what` after `secs` seconds.
+pub async fn poll_until<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 pub fn f64_of(v: &Value) -> f64 {
