@@ -11,8 +11,10 @@
 //! sample (`node_cpu_seconds_total`, `http_duration_seconds_bucket`, `…_sum`,
 //! `…_count`), labels become tags (an empty value is a missing tag), the value is the
 //! f64 field `value`. Histograms and summaries therefore stay plain SQL tables (`le` and
-//! `quantile` are tags). OpenMetrics `_created` samples and exemplars are dropped, as
-//! Prometheus drops them by default.
+//! `quantile` are tags). Labels Strata cannot store as tags are mapped the same way in
+//! every Prometheus-family decoder ([`tag_name`]). OpenMetrics `_created` samples and
+//! exemplars are not stored (a creation time is not a measurement; Prometheus 2.42 stores
+//! `_created` as a series of its own, which only clutters SQL).
 
 use std::collections::HashMap;
 
@@ -22,6 +24,29 @@ use crate::{LineError, MAX_LABEL_VALUE_BYTES};
 
 /// The field every Prometheus sample is stored in.
 pub const VALUE_FIELD: &str = "value";
+
+/// The tag a Prometheus label is stored as: `None` for `__`-prefixed (internal) labels,
+/// which Prometheus also removes before storage; `time` and `value`, which name the
+/// timestamp and the sample's field here, become `exported_time` / `exported_value`.
+pub fn tag_name(label: String) -> Option<String> {
+    if label.starts_with("__") {
+        return None;
+    }
+    Some(match label.as_str() {
+        "time" | "value" => format!("exported_{label}"),
+        _ => label,
+    })
+}
+
+/// A token quoted in an error, cut to a readable length.
+pub(crate) fn quote(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        s.to_string()
+    } else {
+        format!("{}…", &s[..s.floor_char_boundary(MAX)])
+    }
+}
 
 /// Which text variant the body is; chosen from the response's `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,12 +123,21 @@ pub fn parse(
                     Some(t) if honor_timestamps => t,
                     _ => default_time,
                 };
+                let openmetrics = dialect == Dialect::OpenMetrics;
                 out.points.push(Point {
                     table: s.name.to_string(),
                     tags: s
                         .labels
                         .into_iter()
                         .filter(|(_, v)| !v.is_empty())
+                        .filter_map(|(k, v)| {
+                            let v = if openmetrics && (k == "le" || k == "quantile") {
+                                normalize_float(v)
+                            } else {
+                                v
+                            };
+                            Some((tag_name(k)?, v))
+                        })
                         .collect(),
                     fields: vec![(VALUE_FIELD.to_string(), FieldValue::F64(s.value))],
                     time,
@@ -114,6 +148,18 @@ pub fn parse(
         }
     }
     out
+}
+
+/// OpenMetrics writes bucket bounds and quantiles as `1.0`; Prometheus' text format as
+/// `1`. Normalised (as Prometheus does) so one histogram has one `le` whatever format
+/// its target chose.
+fn normalize_float(v: String) -> String {
+    match v.parse::<f64>() {
+        Ok(f) if f == f64::INFINITY => "+Inf".into(),
+        Ok(f) if f == f64::NEG_INFINITY => "-Inf".into(),
+        Ok(f) if f.is_finite() => f.to_string(),
+        _ => v,
+    }
 }
 
 /// `foo_created` of a counter, histogram or summary family `foo`.
@@ -165,7 +211,7 @@ fn sample(line: &str, dialect: Dialect) -> Result<Sample<'_>, String> {
     if !rest.starts_with([' ', '\t']) {
         return Err(format!(
             "expected a space and the value after `{}`",
-            &line[..i.min(line.floor_char_boundary(80))]
+            quote(&line[..i])
         ));
     }
     // An OpenMetrics exemplar follows ` # `; it is not stored.
@@ -181,7 +227,7 @@ fn sample(line: &str, dialect: Dialect) -> Result<Sample<'_>, String> {
         Some(t) => Some(parse_timestamp(t, dialect)?),
     };
     if let Some(extra) = words.next() {
-        return Err(format!("unexpected `{extra}` after the timestamp"));
+        return Err(format!("unexpected `{}` after the timestamp", quote(extra)));
     }
     Ok(Sample {
         name,
@@ -246,18 +292,28 @@ fn label_set(
                 }
                 Some(b'\\') => {
                     value.push_str(&line[start..i]);
-                    match b.get(i + 1) {
-                        Some(b'n') => value.push('\n'),
-                        Some(b'\\') => value.push('\\'),
-                        Some(b'"') => value.push('"'),
-                        _ => {
+                    let step = match b.get(i + 1) {
+                        Some(b'n') => {
+                            value.push('\n');
+                            2
+                        }
+                        Some(c @ (b'\\' | b'"')) => {
+                            value.push(char::from(*c));
+                            2
+                        }
+                        // Other escapes are kept as written (`C:\Windows`), as Prometheus
+                        // does: the backslash here, the next character with the rest.
+                        Some(_) => {
+                            value.push('\\');
+                            1
+                        }
+                        None => {
                             return Err(format!(
-                                "label `{name}`: unknown escape at column {} (use \\\\, \\\" or \\n)",
-                                i + 1
+                                "the value of label `{name}` has no closing quote"
                             ));
                         }
-                    }
-                    i += 2;
+                    };
+                    i += step;
                     start = i;
                 }
                 Some(_) => i += 1,
@@ -294,7 +350,7 @@ fn parse_value(s: &str) -> Result<f64, String> {
     s.parse::<f64>()
         .ok()
         .filter(|v| v.is_finite())
-        .ok_or_else(|| format!("`{s}` is not a number"))
+        .ok_or_else(|| format!("`{}` is not a number", quote(s)))
 }
 
 fn parse_timestamp(s: &str, dialect: Dialect) -> Result<i64, String> {
@@ -306,8 +362,11 @@ fn parse_timestamp(s: &str, dialect: Dialect) -> Result<i64, String> {
         Dialect::OpenMetrics => seconds_to_nanos(s),
     };
     ns.ok_or_else(|| match dialect {
-        Dialect::Prometheus => format!("timestamp `{s}` is not integer milliseconds in range"),
-        Dialect::OpenMetrics => format!("timestamp `{s}` is not seconds in range"),
+        Dialect::Prometheus => format!(
+            "timestamp `{}` is not integer milliseconds in range",
+            quote(s)
+        ),
+        Dialect::OpenMetrics => format!("timestamp `{}` is not seconds in range", quote(s)),
     })
 }
 
@@ -413,6 +472,15 @@ mod tests {
         );
         assert_eq!(p.fields, [("value".to_string(), FieldValue::F64(1027.0))]);
         assert_eq!(p.time, 1_395_066_363_000_000_000);
+        let p = one(r#"w{path="C:\Windows\n",time="t",value="v",__meta="m"} 1"#).expect("escapes");
+        assert_eq!(
+            p.tags,
+            [
+                ("path".to_string(), "C:\\Windows\n".to_string()),
+                ("exported_time".to_string(), "t".to_string()),
+                ("exported_value".to_string(), "v".to_string()),
+            ]
+        );
         let p = one("job:rate5m:sum{empty=\"\"} -Inf").expect("recording-rule name");
         assert_eq!(p.table, "job:rate5m:sum");
         assert!(p.tags.is_empty(), "an empty label is a missing tag");
@@ -459,7 +527,7 @@ mod tests {
              x{{a=\"1\" 2\n\
              x{{a=1}} 2\n\
              x{{a=\"1\",a=\"2\"}} 2\n\
-             x{{a=\"\\q\"}} 2\n\
+             x{{a=\"1\"}}2\n\
              x 1 2 3\n\
              x abc\n\
              x\n\
@@ -480,7 +548,7 @@ mod tests {
         assert!(msgs[1].contains("expected `,` or `}`"), "{}", msgs[1]);
         assert!(msgs[2].contains("double quotes"), "{}", msgs[2]);
         assert!(msgs[3].contains("appears twice"), "{}", msgs[3]);
-        assert!(msgs[4].contains("unknown escape"), "{}", msgs[4]);
+        assert!(msgs[4].contains("expected a space"), "{}", msgs[4]);
         assert!(msgs[5].contains("unexpected `3`"), "{}", msgs[5]);
         assert!(msgs[6].contains("`abc` is not a number"), "{}", msgs[6]);
         assert!(msgs[7].contains("value"), "{}", msgs[7]);

@@ -1,7 +1,7 @@
 //! HTTP write endpoints, compatible with InfluxDB 3's write API:
 //! `POST /api/v3/write_lp?db=`, `POST /api/v2/write?bucket=`, `POST /write?db=` (line
 //! protocol), `POST /api/v1/push` (seed JSON, array or NDJSON) and `POST /api/v1/write`
-//! (Prometheus remote_write 1.0).
+//! (Prometheus remote_write 1.0) and `POST /v1/metrics` (OTLP metrics, protobuf or JSON).
 //!
 //! Status codes: 204 all stored; 400 with the partial-write body when any line was
 //! rejected (the valid ones are stored unless `accept_partial=false`); 413 over the body
@@ -62,6 +62,7 @@ pub fn router(engine: Arc<Engine>, config: IngestConfig) -> Router {
         .route("/write", post(write_v1))
         .route("/api/v1/push", post(push_json))
         .route("/api/v1/write", post(remote_write))
+        .route("/v1/metrics", post(otlp_metrics))
         .with_state(state)
 }
 
@@ -256,6 +257,117 @@ async fn remote_write(
         })),
     )
         .into_response()
+}
+
+/// OTLP/HTTP metrics. Its clients retry only 429, 502, 503 and 504, so: 200 with an
+/// `ExportMetricsServiceResponse` (its `partial_success` counts refused data points, the
+/// rest are stored); 400 with a `google.rpc.Status` for an undecodable body; 413 over the
+/// size limit; 415 for another content type; 503 + `Retry-After` over the memory budget
+/// and also when the WAL failed (OTLP treats 500 as permanent, but nothing was
+/// acknowledged, and a retry is safe).
+async fn otlp_metrics(
+    State(s): State<IngestState>,
+    Query(p): Query<WriteParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    use crate::otlp::{self, Encoding};
+    const PATH: &str = "otlp";
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(encoding) = Encoding::from_content_type(content_type) else {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Content-Type `{content_type}` is not OTLP: use application/x-protobuf or application/json"
+            ),
+        );
+    };
+    let reply = |status: StatusCode, body: Vec<u8>| {
+        let ct = match encoding {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        };
+        (status, [(header::CONTENT_TYPE, ct)], body).into_response()
+    };
+    let bytes = match read_body(body, &headers, s.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let now = s.engine.clock().now_ns();
+    let decoded = match otlp::decode(&bytes, encoding, now) {
+        Ok(d) => d,
+        Err(e) => {
+            count(PATH, "rejected", 1);
+            return reply(
+                StatusCode::BAD_REQUEST,
+                otlp::error_body(encoding, 3, &e.to_string()),
+            );
+        }
+    };
+    if decoded.points.len() > s.config.max_lines_per_request {
+        let msg = format!(
+            "request has {} points, over the limit of {} per request",
+            decoded.points.len(),
+            s.config.max_lines_per_request
+        );
+        return reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            otlp::error_body(encoding, 8, &msg),
+        );
+    }
+    count(PATH, "no_recorded_value", decoded.skipped_no_value);
+    let mut rejected: usize = decoded.errors.iter().map(|e| e.2).sum();
+    let mut first = decoded.errors.first().map(|(_, msg, _)| msg.clone());
+    if !decoded.points.is_empty() {
+        let db = p.db.or(p.bucket).filter(|d| !d.is_empty());
+        let db = db.as_deref().unwrap_or(DEFAULT_DATABASE);
+        let opts = WriteOptions {
+            no_sync: p.no_sync.unwrap_or(false),
+            accept_partial: true,
+        };
+        match s.engine.write(db, decoded.points, opts).await {
+            Ok(o) => {
+                count(PATH, "accepted", o.accepted);
+                count(PATH, "rejected", o.rejected.len());
+                rejected += o.rejected.len();
+                if first.is_none() {
+                    first = o.rejected.first().map(|r| {
+                        let metric = decoded.metrics.get(r.line.wrapping_sub(1));
+                        format!(
+                            "metric `{}`: {}",
+                            metric.map(String::as_str).unwrap_or("?"),
+                            r.reason
+                        )
+                    });
+                }
+            }
+            Err(e) => {
+                use strata_engine::Error as E;
+                let retryable = !matches!(e, E::InvalidDatabase { .. } | E::AllOrNothing { .. });
+                if !retryable {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        otlp::error_body(encoding, 3, &e.to_string()),
+                    );
+                }
+                count(PATH, "throttled", 1);
+                let mut r = reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    otlp::error_body(encoding, 14, &e.to_string()),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return r;
+            }
+        }
+    }
+    let message = first
+        .map(|m| format!("{rejected} data point(s) refused; first: {m}"))
+        .unwrap_or_default();
+    reply(StatusCode::OK, otlp::response(encoding, rejected, &message))
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {

@@ -1,8 +1,9 @@
 //! `strata-ingest` turns wire formats into points and hands them to the engine: Influx
 //! line protocol ([`lp`]), the seed JSON model ([`json`]), chosen by [`format::Format`],
 //! and the transports that carry them: the HTTP write endpoints ([`http`]) and the Kafka
-//! consumer ([`kafka`]); Prometheus remote_write ([`remote_write`]) and the text
-//! exposition format ([`exposition`]) read by the scraper ([`scrape`]).
+//! consumer ([`kafka`]); Prometheus remote_write ([`remote_write`]), OTLP metrics
+//! ([`otlp`]) and the text exposition format ([`exposition`]) read by the scraper
+//! ([`scrape`]).
 //!
 //! It must not store anything itself: validation against table schemas, durability and
 //! the memory budget are the engine's. Start with [`http::router`].
@@ -13,6 +14,7 @@ pub mod http;
 pub mod json;
 pub mod kafka;
 pub mod lp;
+pub mod otlp;
 pub mod remote_write;
 pub mod scrape;
 

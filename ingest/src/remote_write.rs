@@ -11,7 +11,7 @@ use prost::Message;
 use strata_engine::{FieldValue, Point};
 
 use crate::MAX_LABEL_VALUE_BYTES;
-use crate::exposition::VALUE_FIELD;
+use crate::exposition::{VALUE_FIELD, tag_name};
 
 /// The bit pattern of Prometheus' staleness marker (`value.StaleNaN`).
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -121,8 +121,10 @@ fn series_points(ts: TimeSeries, series: usize, out: &mut Decoded) -> Result<(),
         }
         if l.name == "__name__" {
             name = Some(l.value);
-        } else if !l.value.is_empty() {
-            tags.push((l.name, l.value));
+        } else if !l.value.is_empty()
+            && let Some(tag) = tag_name(l.name)
+        {
+            tags.push((tag, l.value));
         }
     }
     let table = name
@@ -135,17 +137,23 @@ fn series_points(ts: TimeSeries, series: usize, out: &mut Decoded) -> Result<(),
             ts.histograms.len()
         ));
     }
+    // Checked first, so a refused series stores none of its samples.
+    if let Some(s) = ts
+        .samples
+        .iter()
+        .find(|s| s.timestamp.checked_mul(1_000_000).is_none())
+    {
+        return Err(format!(
+            "series `{table}`: timestamp {} ms is out of range",
+            s.timestamp
+        ));
+    }
     for s in ts.samples {
         if s.value.to_bits() == STALE_NAN_BITS {
             out.stale_markers += 1;
             continue;
         }
-        let time = s.timestamp.checked_mul(1_000_000).ok_or_else(|| {
-            format!(
-                "series `{table}`: timestamp {} ms is out of range",
-                s.timestamp
-            )
-        })?;
+        let time = s.timestamp.saturating_mul(1_000_000);
         out.points.push(Point {
             table: table.clone(),
             tags: tags.clone(),
@@ -215,7 +223,12 @@ mod tests {
             timeseries: vec![
                 series(
                     "cpu",
-                    &[("host", "a"), ("empty", "")],
+                    &[
+                        ("host", "a"),
+                        ("empty", ""),
+                        ("__replica__", "r1"),
+                        ("value", "v"),
+                    ],
                     &[(1.5, 1_000), (f64::from_bits(STALE_NAN_BITS), 2_000)],
                 ),
                 series("", &[("host", "b")], &[(1.0, 1_000)]),
@@ -236,7 +249,7 @@ mod tests {
                     &[("v", &"x".repeat(MAX_LABEL_VALUE_BYTES + 1))],
                     &[(1.0, 1)],
                 ),
-                series("overflow", &[], &[(1.0, i64::MAX)]),
+                series("overflow", &[], &[(1.0, 5), (1.0, i64::MAX)]),
                 series("mem", &[], &[(2.0, 3_000)]),
             ],
         };
@@ -249,7 +262,13 @@ mod tests {
             .map(|p| (p.table.as_str(), p.line, p.time))
             .collect();
         assert_eq!(got, [("cpu", 1, 1_000_000_000), ("mem", 7, 3_000_000_000)]);
-        assert_eq!(d.points[0].tags, [("host".to_string(), "a".to_string())]);
+        assert_eq!(
+            d.points[0].tags,
+            [
+                ("host".to_string(), "a".to_string()),
+                ("exported_value".to_string(), "v".to_string())
+            ]
+        );
         let errs: Vec<(usize, &str)> = d
             .errors
             .iter()

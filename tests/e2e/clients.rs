@@ -26,7 +26,9 @@ pub(super) fn python() -> PathBuf {
     path
 }
 
-pub(super) fn run_script(script: &str, args: &[&str]) {
+/// Runs a script of `tests/python/`; panics with its output on failure, else returns
+/// its stdout.
+pub(super) fn run_script(script: &str, args: &[&str]) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/python")
         .join(script);
@@ -41,6 +43,7 @@ pub(super) fn run_script(script: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test]

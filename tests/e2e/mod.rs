@@ -3,6 +3,7 @@ mod clients;
 mod durability;
 mod flight;
 mod kafka;
+mod otlp;
 mod pg;
 mod scrape;
 mod server;

@@ -83,8 +83,8 @@ async fn scrapes_node_exporter_with_health_series_relabelling_and_target_files()
 [[scrape]]
 job = "node"
 targets = ["{node}", "{dead}"]
-interval = "1s"
-timeout = "800ms"
+interval = "2s"
+timeout = "2s"
 labels = {{ pool = "p1" }}
 [[scrape.metric_relabel]]
 action = "drop"
@@ -94,27 +94,35 @@ regex = "go_.*"
 [[scrape]]
 job = "files"
 files = ["targets.json"]
-interval = "1s"
+interval = "2s"
 file_refresh = "200ms"
 "#
         ),
     )
     .await;
 
-    poll_until(30, "both node targets scraped", || async {
-        let rows = s
-            .try_query(
-                "metrics",
-                "SELECT DISTINCT instance FROM up WHERE job = 'node'",
-            )
-            .await;
-        rows.is_some_and(|r| r.len() == 2)
+    let health = |job: &'static str, instance: String| {
+        let sql = format!(
+            "SELECT health FROM system.scrape_targets WHERE job = '{job}' AND instance = '{instance}'"
+        );
+        let s = &s;
+        async move {
+            s.try_query("metrics", &sql).await.and_then(|r| {
+                r.first()
+                    .and_then(|x| x["health"].as_str().map(String::from))
+            })
+        }
+    };
+    poll_until(60, "every target scraped", || async {
+        health("node", node.clone()).await.as_deref() == Some("up")
+            && health("node", dead.clone()).await.as_deref() == Some("down")
+            && health("files", node.clone()).await.as_deref() == Some("up")
     })
     .await;
     let up = s
         .query(
             "metrics",
-            "SELECT instance, pool, min(value) AS lo, max(value) AS hi FROM up \
+            "SELECT instance, pool, max(value) AS hi FROM up \
              WHERE job = 'node' GROUP BY instance, pool ORDER BY instance",
         )
         .await;
@@ -125,10 +133,10 @@ file_refresh = "200ms"
             .clone()
     };
     let live = by_instance(&node);
-    assert_eq!((f64_of(&live["lo"]), f64_of(&live["hi"])), (1.0, 1.0));
+    assert_eq!(f64_of(&live["hi"]), 1.0);
     assert_eq!(live["pool"], "p1");
     let gone = by_instance(&dead);
-    assert_eq!((f64_of(&gone["lo"]), f64_of(&gone["hi"])), (0.0, 0.0));
+    assert_eq!(f64_of(&gone["hi"]), 0.0);
 
     // The exporter's own series, with its labels and the target's.
     let cpu = s
@@ -159,15 +167,14 @@ file_refresh = "200ms"
         assert!(f64_of(&rows[0]["v"]) > 0.0, "{health}: {rows:?}");
     }
     // Labels from the target file.
-    poll_until(30, "the file target's series", || async {
-        s.try_query(
+    let racks = s
+        .query(
             "metrics",
-            "SELECT rack FROM up WHERE job = 'files' AND rack = 'r1' LIMIT 1",
+            "SELECT DISTINCT rack FROM up WHERE job = 'files'",
         )
-        .await
-        .is_some_and(|r| !r.is_empty())
-    })
-    .await;
+        .await;
+    assert_eq!(racks.len(), 1, "{racks:?}");
+    assert_eq!(racks[0]["rack"], "r1");
 
     // metric_relabel dropped go_* for job `node`; the `files` job keeps them.
     let go = s
@@ -212,7 +219,9 @@ file_refresh = "200ms"
     );
 
     // Emptying the target file stops its target.
-    std::fs::write(&targets, "[]").expect("rewrite targets");
+    let next = dir.path().join("targets.json.new");
+    std::fs::write(&next, "[]").expect("new targets");
+    std::fs::rename(&next, &targets).expect("replace targets");
     poll_until(30, "the file target to go away", || async {
         s.query(
             "metrics",
@@ -242,7 +251,7 @@ async fn remote_write_answers_with_the_codes_senders_expect() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
-    let series = |name: &str, labels: &[(&str, &str)], value: f64| TimeSeries {
+    let series = |name: &str, labels: &[(&str, &str)], value: f64, age_ms: i64| TimeSeries {
         labels: std::iter::once(("__name__", name))
             .chain(labels.iter().copied())
             .map(|(n, v)| Label {
@@ -252,7 +261,7 @@ async fn remote_write_answers_with_the_codes_senders_expect() {
             .collect(),
         samples: vec![Sample {
             value,
-            timestamp: now_ms,
+            timestamp: now_ms - age_ms,
         }],
         histograms: vec![],
     };
@@ -273,7 +282,7 @@ async fn remote_write_answers_with_the_codes_senders_expect() {
         }
     };
     let ok = encode(&WriteRequest {
-        timeseries: vec![series("temp", &[("room", "a")], 21.5)],
+        timeseries: vec![series("temp", &[("room", "a")], 21.5, 0)],
     });
     assert_eq!(
         post(ok, "application/x-protobuf").await,
@@ -286,12 +295,12 @@ async fn remote_write_answers_with_the_codes_senders_expect() {
         (Some("a"), 21.5)
     );
 
-    // A series the store refuses (a label named like an existing field) is a permanent
+    // A series the store refuses (older than the hot tier's retention) is a permanent
     // error; the other series of the request are stored.
     let mixed = encode(&WriteRequest {
         timeseries: vec![
-            series("temp", &[("value", "x")], 1.0),
-            series("temp", &[("room", "b")], 19.0),
+            series("temp", &[("room", "old")], 1.0, 30 * 86_400_000),
+            series("temp", &[("room", "b")], 19.0, 0),
         ],
     });
     let (status, body) = post(mixed, "application/x-protobuf").await;
@@ -367,25 +376,28 @@ async fn prometheus_remote_write_matches_what_prometheus_stored() {
     let _prometheus = Proc(child);
     let base = format!("http://127.0.0.1:{prom_port}");
 
-    // Let Prometheus scrape a few times, then compare a closed window: everything up to
-    // `end` (a moment already past when we look).
-    poll_until(60, "Prometheus to hold 6 scrapes", || async {
-        let now = unix_now();
-        try_prom_query(&base, "count_over_time(up[1h])", now)
+    // Compare a closed window, everything up to `end`: 5 s back, so the scrapes that
+    // started before it are long stored in Prometheus. Wait until it holds 5 scrapes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let end_ms = loop {
+        let end_ms = (unix_now() * 1e3) as i64 - 5_000;
+        let scrapes = try_prom_query(&base, "count_over_time(up[1h])", end_ms as f64 / 1e3)
             .await
             .unwrap_or_default()
             .first()
-            .is_some_and(|r| {
-                r["value"][1]
-                    .as_str()
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(0.0)
-                    >= 6.0
-            })
-    })
-    .await;
-    let end = unix_now() - 1.0;
-    let end_ns = (end * 1e3).round() as i64 * 1_000_000;
+            .and_then(|r| r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()))
+            .unwrap_or(0.0);
+        if scrapes >= 5.0 {
+            break end_ms;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus did not scrape 5 times"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let end = end_ms as f64 / 1e3;
+    let end_ns = end_ms * 1_000_000;
     for metric in [
         "up",
         "node_cpu_seconds_total",

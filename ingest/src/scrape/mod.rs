@@ -1,24 +1,28 @@
 //! Pull collection: Prometheus-style scrape jobs (`[[scrape]]` in the config file).
 //!
 //! Each job has static targets and/or target files (Prometheus' `file_sd` JSON shape:
-//! `[{"targets": ["host:port"], "labels": {…}}]`, re-read when the file changes). Every
-//! target runs in its own task, first scraped at an offset spread over the interval
-//! (hashed from job and URL, so restarts keep the spread) and then every interval; a
-//! scrape times out on its own, so a slow or dead target never delays the others.
+//! `[{"targets": ["host:port"], "labels": {…}}]`, re-read when the file changes; a file's
+//! labels may set `__scheme__`, `__metrics_path__` and `__param_<name>`). Every target
+//! runs in its own task at a fixed phase of the interval (hashed from job and URL against
+//! the wall clock, so targets are spread and keep their phase across restarts); a scrape
+//! times out on its own, so a slow or dead target never delays the others, and pages are
+//! decoded off the I/O threads.
 //!
-//! A scrape's samples are decoded by [`crate::exposition`], filtered by
-//! `metric_relabel`, labelled with the target's labels (`job`, `instance`, the job's and
-//! file's labels; a clashing scraped label becomes `exported_<name>` unless
-//! `honor_labels`) and written to the job's database together with the health series
-//! Prometheus users rely on: `up`, `scrape_duration_seconds`, `scrape_samples_scraped`
-//! and `scrape_samples_post_metric_relabeling`. Valid samples of a page with bad lines
-//! are kept; the bad lines are reported in `system.scrape_targets.last_error`.
+//! A scrape's samples are decoded by [`crate::exposition`], labelled with the target's
+//! labels (`job`, `instance`, the job's and file's labels; a clashing scraped label
+//! becomes `exported_<name>` unless `honor_labels`), filtered by `metric_relabel`, and
+//! written to the job's database together with the health series Prometheus users rely
+//! on: `up`, `scrape_duration_seconds`, `scrape_samples_scraped` and
+//! `scrape_samples_post_metric_relabeling`. `up` is 0 when the page could not be fetched
+//! or used (HTTP error, timeout, not text, no valid line, over `sample_limit`). Valid
+//! samples of a page with some bad lines are kept (Prometheus would drop the whole
+//! page); the bad lines are reported in `system.scrape_targets.last_error`.
 
 pub mod relabel;
 mod status;
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -79,7 +83,8 @@ pub struct ScrapeJobConfig {
     /// Rules on each scraped sample (its name is `__name__`) before it is stored.
     #[serde(default)]
     pub metric_relabel: Vec<RelabelConfig>,
-    /// Largest accepted page in bytes, default 64 MiB; a larger one fails the scrape.
+    /// Largest accepted page in bytes, default 64 MiB (0 = no limit); a larger one
+    /// fails the scrape.
     #[serde(default)]
     pub body_size_limit: Option<u64>,
     /// Most samples kept from one scrape after relabelling (0 = no limit, the default);
@@ -141,6 +146,9 @@ impl Job {
             },
         };
         let interval = dur("interval", &c.interval, Duration::from_secs(10))?;
+        if interval > Duration::from_secs(86_400) {
+            return Err(err("`interval` is longer than a day".into()));
+        }
         let timeout = dur("timeout", &c.timeout, interval.min(Duration::from_secs(10)))?;
         if timeout > interval {
             return Err(err(format!(
@@ -160,13 +168,15 @@ impl Job {
         for t in &c.targets {
             check_address(t).map_err(err)?;
         }
+        let database = c
+            .database
+            .clone()
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| DEFAULT_DATABASE.into());
+        strata_engine::check_database_name(&database).map_err(|e| err(e.to_string()))?;
         Ok(Self {
             name: c.job.clone(),
-            database: c
-                .database
-                .clone()
-                .filter(|d| !d.is_empty())
-                .unwrap_or_else(|| DEFAULT_DATABASE.into()),
+            database,
             interval,
             timeout,
             path,
@@ -177,7 +187,11 @@ impl Job {
             relabel: relabel::compile_all(&c.relabel).map_err(|e| err(format!("relabel {e}")))?,
             metric_relabel: relabel::compile_all(&c.metric_relabel)
                 .map_err(|e| err(format!("metric_relabel {e}")))?,
-            body_limit: c.body_size_limit.unwrap_or(64 << 20) as usize,
+            body_limit: match c.body_size_limit {
+                None => 64 << 20,
+                Some(0) => usize::MAX,
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            },
             sample_limit: c.sample_limit.unwrap_or(0),
             targets: c.targets.clone(),
             files: c.files.clone(),
@@ -195,13 +209,13 @@ fn check_address(t: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A target after relabelling: where to scrape and the labels its series get.
+/// A target after relabelling: where to scrape and the labels its series get. The same
+/// URL and labels from two sources is one target.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Target {
     url: String,
     /// `job`, `instance` and the other non-`__` labels.
     labels: BTreeMap<String, String>,
-    source: String,
 }
 
 impl Target {
@@ -221,35 +235,46 @@ impl Target {
     }
 }
 
-/// Applies target relabelling to one discovered address; `None` if a rule dropped it.
-fn target(
-    job: &Job,
-    address: &str,
-    group_labels: &BTreeMap<String, String>,
-    source: &str,
-) -> Option<Target> {
+/// Applies target relabelling to one discovered address; `None` if a rule dropped it
+/// (or left no usable address, which is logged).
+fn target(job: &Job, address: &str, group_labels: &BTreeMap<String, String>) -> Option<Target> {
     let mut labels = job.labels.clone();
     labels.extend(group_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-    labels.insert("job".into(), job.name.clone());
     labels.insert("__address__".into(), address.to_string());
-    labels.insert("__scheme__".into(), job.scheme.clone());
-    labels.insert("__metrics_path__".into(), job.path.clone());
+    // A target file may set these; the job's values are defaults.
+    labels
+        .entry("job".into())
+        .or_insert_with(|| job.name.clone());
+    labels
+        .entry("__scheme__".into())
+        .or_insert_with(|| job.scheme.clone());
+    labels
+        .entry("__metrics_path__".into())
+        .or_insert_with(|| job.path.clone());
     if !relabel::apply(&job.relabel, &mut labels) {
         return None;
     }
     let address = labels.get("__address__").cloned().unwrap_or_default();
-    if address.is_empty() {
-        return None;
-    }
     let scheme = labels.get("__scheme__").cloned().unwrap_or_default();
     let path = labels.get("__metrics_path__").cloned().unwrap_or_default();
-    let url = format!("{scheme}://{address}{path}");
+    let mut url = match url::Url::parse(&format!("{scheme}://{address}{path}")) {
+        Ok(u) if !address.is_empty() && (scheme == "http" || scheme == "https") => u,
+        _ => {
+            tracing::warn!(job = %job.name, address, scheme, path,
+                "target skipped: no usable URL after relabelling");
+            return None;
+        }
+    };
+    for (k, v) in &labels {
+        if let Some(param) = k.strip_prefix("__param_") {
+            url.query_pairs_mut().append_pair(param, v);
+        }
+    }
     labels.entry("instance".into()).or_insert(address);
     labels.retain(|k, v| !k.starts_with("__") && !v.is_empty());
     Some(Target {
-        url,
+        url: url.to_string(),
         labels,
-        source: source.to_string(),
     })
 }
 
@@ -311,6 +336,8 @@ impl Scraper {
         }
         let client = reqwest::Client::builder()
             .user_agent(concat!("Strata/", env!("CARGO_PKG_VERSION")))
+            // Targets are reached directly, as Prometheus does, whatever HTTP_PROXY says.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()
             .map_err(|e| ScrapeError::Client(e.to_string()))?;
@@ -347,6 +374,48 @@ impl Drop for Running {
     }
 }
 
+/// A target file's last good groups and what it looked like when read.
+struct FileState {
+    /// Modification time and length; `None` after a failed read, so it is retried.
+    stamp: Option<(SystemTime, u64)>,
+    groups: Vec<TargetGroup>,
+}
+
+/// Re-reads `path` if it changed. A deleted file has no targets; a file that cannot be
+/// read or parsed keeps its previous targets (and is retried).
+fn refresh_file(job: &str, path: &std::path::Path, state: &mut FileState) {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            state.stamp = None;
+            state.groups.clear();
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(job, file = %path.display(), error = %e, "target file unreadable");
+            state.stamp = None;
+            return;
+        }
+    };
+    let stamp = meta.modified().ok().map(|t| (t, meta.len()));
+    if stamp.is_some() && stamp == state.stamp {
+        return;
+    }
+    match read_target_file(path) {
+        Ok(groups) => {
+            state.groups = groups;
+            state.stamp = stamp;
+        }
+        Err(e) => {
+            metrics::counter!("strata_scrape_target_file_errors_total", "job" => job.to_string())
+                .increment(1);
+            tracing::warn!(job, file = %path.display(), error = %e,
+                "target file could not be read; keeping its previous targets");
+            state.stamp = None;
+        }
+    }
+}
+
 /// Keeps a job's target tasks in line with its static targets and target files.
 async fn supervise(
     engine: Arc<Engine>,
@@ -355,49 +424,45 @@ async fn supervise(
     status: Arc<ScrapeStatus>,
 ) {
     let mut running: HashMap<Target, Running> = HashMap::new();
-    // Last good groups and modification time of each file.
-    let mut files: HashMap<PathBuf, (Option<SystemTime>, Vec<TargetGroup>)> = HashMap::new();
+    let mut files: Vec<FileState> = job
+        .files
+        .iter()
+        .map(|_| FileState {
+            stamp: None,
+            groups: Vec::new(),
+        })
+        .collect();
     loop {
-        for path in &job.files {
-            let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-            if files.get(path).is_some_and(|(seen, _)| *seen == mtime) {
-                continue;
-            }
-            match read_target_file(path) {
-                Ok(groups) => {
-                    files.insert(path.clone(), (mtime, groups));
-                }
-                Err(e) => {
-                    metrics::counter!("strata_scrape_target_file_errors_total", "job" => job.name.clone())
-                        .increment(1);
-                    tracing::warn!(job = %job.name, file = %path.display(), error = %e,
-                        "target file could not be read; keeping its previous targets");
-                    let previous = files.remove(path).map(|(_, g)| g).unwrap_or_default();
-                    files.insert(path.clone(), (mtime, previous));
-                }
-            }
+        for (path, state) in job.files.iter().zip(files.iter_mut()) {
+            refresh_file(&job.name, path, state);
         }
-        let mut wanted = Vec::new();
+        // Each target once, with the first source that names it.
+        let mut wanted: BTreeMap<Target, String> = BTreeMap::new();
         let none = BTreeMap::new();
         for t in &job.targets {
-            wanted.extend(target(&job, t, &none, "static"));
+            if let Some(t) = target(&job, t, &none) {
+                wanted.entry(t).or_insert_with(|| "static".into());
+            }
         }
-        for (path, (_, groups)) in &files {
-            let source = path.display().to_string();
-            for g in groups {
+        for (path, state) in job.files.iter().zip(&files) {
+            for g in &state.groups {
                 for t in &g.targets {
-                    wanted.extend(target(&job, t, &g.labels, &source));
+                    if let Some(t) = target(&job, t, &g.labels) {
+                        wanted
+                            .entry(t)
+                            .or_insert_with(|| path.display().to_string());
+                    }
                 }
             }
         }
         running.retain(|t, _| {
-            let keep = wanted.contains(t);
+            let keep = wanted.contains_key(t);
             if !keep {
                 status.remove(&t.key(&job.name));
             }
             keep
         });
-        for t in wanted {
+        for (t, source) in wanted {
             if running.contains_key(&t) {
                 continue;
             }
@@ -412,7 +477,7 @@ async fn supervise(
                     database: job.database.clone(),
                     interval: job.interval,
                     timeout: job.timeout,
-                    source: t.source.clone(),
+                    source,
                     health: "unknown",
                     last_scrape: None,
                     last_duration: None,
@@ -440,12 +505,26 @@ async fn supervise(
     }
 }
 
-/// Where in the interval a target is scraped: stable for a job and URL.
-fn offset(job: &str, url: &str, interval: Duration) -> Duration {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (job, url).hash(&mut h);
-    let nanos = interval.as_nanos().max(1);
-    Duration::from_nanos((u128::from(h.finish()) % nanos) as u64)
+/// FNV-1a: a hash that stays the same across Rust releases (std's does not promise to).
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// How long from `now_ns` (wall clock) until the target's phase in the interval: its
+/// scrapes happen at `phase + k·interval`, the phase hashed from job and URL, so targets
+/// are spread over the interval and keep their slot across restarts (as Prometheus').
+fn offset(job: &str, url: &str, interval: Duration, now_ns: i64) -> Duration {
+    let i = interval.as_nanos().max(1);
+    let phase = u128::from(fnv1a(&[job, url])) % i;
+    let now = u128::from(now_ns.unsigned_abs()) % i;
+    Duration::from_nanos(((phase + i - now) % i) as u64)
 }
 
 async fn run_target(
@@ -456,7 +535,13 @@ async fn run_target(
     status: Arc<ScrapeStatus>,
     key: String,
 ) {
-    let start = tokio::time::Instant::now() + offset(&job.name, &target.url, job.interval);
+    let delay = offset(
+        &job.name,
+        &target.url,
+        job.interval,
+        engine.clock().now_ns(),
+    );
+    let start = tokio::time::Instant::now() + delay;
     let mut ticks = tokio::time::interval_at(start, job.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -469,7 +554,20 @@ async fn run_target(
 struct Page {
     points: Vec<Point>,
     scraped: usize,
+    /// The page could not be used: `up` is 0.
+    failed: bool,
     error: Option<String>,
+}
+
+impl Page {
+    fn failed(error: String) -> Self {
+        Self {
+            points: vec![],
+            scraped: 0,
+            failed: true,
+            error: Some(error),
+        }
+    }
 }
 
 async fn fetch(
@@ -533,11 +631,7 @@ fn decode_page(job: &Job, target: &Target, body: &[u8], content_type: &str, now:
     let text = match std::str::from_utf8(body) {
         Ok(t) => t,
         Err(e) => {
-            return Page {
-                points: vec![],
-                scraped: 0,
-                error: Some(format!("page is not UTF-8 (at byte {})", e.valid_up_to())),
-            };
+            return Page::failed(format!("page is not UTF-8 (at byte {})", e.valid_up_to()));
         }
     };
     let decoded = exposition::parse(
@@ -547,7 +641,16 @@ fn decode_page(job: &Job, target: &Target, body: &[u8], content_type: &str, now:
         job.honor_timestamps,
     );
     let scraped = decoded.points.len();
-    let mut error = decoded.errors.first().map(|e| {
+    if scraped == 0 && !decoded.errors.is_empty() {
+        let e = &decoded.errors[0];
+        return Page::failed(format!(
+            "no line of the page is a sample ({} bad lines); first: line {}: {}",
+            decoded.errors.len(),
+            e.line_number,
+            e.error_message
+        ));
+    }
+    let error = decoded.errors.first().map(|e| {
         format!(
             "{} line(s) could not be parsed and were skipped; first: line {}: {}",
             decoded.errors.len(),
@@ -557,6 +660,7 @@ fn decode_page(job: &Job, target: &Target, body: &[u8], content_type: &str, now:
     });
     let mut points = Vec::with_capacity(scraped);
     for mut p in decoded.points {
+        attach_target_labels(&mut p.tags, &target.labels, job.honor_labels);
         if !job.metric_relabel.is_empty() {
             let mut labels: BTreeMap<String, String> = p.tags.drain(..).collect();
             labels.insert("__name__".into(), std::mem::take(&mut p.table));
@@ -567,22 +671,25 @@ fn decode_page(job: &Job, target: &Target, body: &[u8], content_type: &str, now:
             if p.table.is_empty() {
                 continue;
             }
-            p.tags = labels.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+            p.tags = labels
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .filter_map(|(k, v)| Some((exposition::tag_name(k)?, v)))
+                .collect();
         }
-        attach_target_labels(&mut p.tags, &target.labels, job.honor_labels);
         points.push(p);
     }
     if job.sample_limit > 0 && points.len() > job.sample_limit {
-        error = Some(format!(
+        return Page::failed(format!(
             "{} samples after relabelling exceed the sample_limit of {}; none were stored",
             points.len(),
             job.sample_limit
         ));
-        points.clear();
     }
     Page {
         points,
         scraped,
+        failed: false,
         error,
     }
 }
@@ -599,7 +706,12 @@ fn attach_target_labels(
             None => tags.push((k.clone(), v.clone())),
             Some(_) if honor_labels => {}
             Some(i) => {
-                tags[i].0 = format!("exported_{k}");
+                // `exported_` again until the name is free, as Prometheus does.
+                let mut name = format!("exported_{k}");
+                while tags.iter().any(|(n, _)| *n == name) {
+                    name.insert_str(0, "exported_");
+                }
+                tags[i].0 = name;
                 tags.push((k.clone(), v.clone()));
             }
         }
@@ -622,26 +734,27 @@ fn health_point(name: &str, target: &Target, value: f64, time: i64) -> Point {
 
 async fn scrape_once(
     engine: &Engine,
-    job: &Job,
-    target: &Target,
+    job: &Arc<Job>,
+    target: &Arc<Target>,
     client: &reqwest::Client,
     status: &ScrapeStatus,
     key: &str,
 ) {
     let now = engine.clock().now_ns();
     let started = std::time::Instant::now();
-    let fetched = fetch(client, job, &target.url).await;
-    let (up, mut page) = match fetched {
-        Ok((body, content_type)) => (true, decode_page(job, target, &body, &content_type, now)),
-        Err(e) => (
-            false,
-            Page {
-                points: vec![],
-                scraped: 0,
-                error: Some(e),
-            },
-        ),
+    let mut page = match fetch(client, job, &target.url).await {
+        Ok((body, content_type)) => {
+            // Parsing a large page is CPU work: off the I/O threads.
+            let (job, target) = (Arc::clone(job), Arc::clone(target));
+            tokio::task::spawn_blocking(move || {
+                decode_page(&job, &target, &body, &content_type, now)
+            })
+            .await
+            .unwrap_or_else(|e| Page::failed(format!("decoding the page failed: {e}")))
+        }
+        Err(e) => Page::failed(e),
     };
+    let up = !page.failed;
     let duration = started.elapsed().as_secs_f64();
     let kept = page.points.len();
     let mut points = std::mem::take(&mut page.points);
@@ -724,7 +837,7 @@ mod tests {
             });
         });
         let group = BTreeMap::from([("rack".to_string(), "r7".to_string())]);
-        let t = target(&j, "10.0.0.1:9100", &group, "static").expect("kept");
+        let t = target(&j, "10.0.0.1:9100", &group).expect("kept");
         assert_eq!(t.url, "http://10.0.0.1:9100/metrics");
         let labels: Vec<(&str, &str)> = t
             .labels
@@ -749,22 +862,40 @@ mod tests {
                 ..Default::default()
             });
         });
-        assert!(target(&dropping, "10.0.0.1:9100", &BTreeMap::new(), "static").is_none());
+        assert!(target(&dropping, "10.0.0.1:9100", &BTreeMap::new()).is_none());
+        // A target file may choose the path, scheme, job and URL parameters.
+        let probe = BTreeMap::from([
+            ("__metrics_path__".to_string(), "/probe".to_string()),
+            ("__param_module".to_string(), "http 2xx".to_string()),
+            ("job".to_string(), "blackbox".to_string()),
+        ]);
+        let t = target(&j, "10.0.0.1:9115", &probe).expect("kept");
+        assert_eq!(t.url, "http://10.0.0.1:9115/probe?module=http+2xx");
+        assert_eq!(t.labels["job"], "blackbox");
+        assert!(!t.labels.keys().any(|k| k.starts_with("__")));
     }
 
     #[test]
     fn pages_are_relabelled_labelled_and_limited() {
         let page =
             b"# TYPE a counter\na_total{job=\"app\",x=\"1\"} 3\ngo_goroutines 7\nbad line here\n";
+        // metric_relabel sees the target's labels (here: drops job `node`'s go_*) and
+        // can clean up exported_ labels.
         let j = job(|c| {
             c.metric_relabel.push(RelabelConfig {
                 action: Some("drop".into()),
-                source_labels: vec!["__name__".into()],
-                regex: Some("go_.*".into()),
+                source_labels: vec!["job".into(), "__name__".into()],
+                regex: Some("node;go_.*".into()),
+                ..Default::default()
+            });
+            c.metric_relabel.push(RelabelConfig {
+                action: Some("replace".into()),
+                source_labels: vec!["exported_job".into()],
+                target_label: Some("app".into()),
                 ..Default::default()
             });
         });
-        let t = target(&j, "h:1", &BTreeMap::new(), "static").expect("target");
+        let t = target(&j, "h:1", &BTreeMap::new()).expect("target");
         let p = decode_page(&j, &t, page, "text/plain; version=0.0.4", 42);
         assert_eq!(p.scraped, 2);
         assert_eq!(p.points.len(), 1);
@@ -776,10 +907,11 @@ mod tests {
         assert_eq!(
             tags,
             [
+                ("app", "app"),
                 ("exported_job", "app"),
-                ("x", "1"),
                 ("instance", "h:1"),
-                ("job", "node")
+                ("job", "node"),
+                ("x", "1")
             ]
         );
         assert!(
@@ -791,9 +923,26 @@ mod tests {
         let p = decode_page(&honor, &t, page, "text/plain", 42);
         assert!(p.points[0].tags.contains(&("job".into(), "app".into())));
         assert!(!p.points[0].tags.iter().any(|(k, _)| k == "exported_job"));
+        assert!(!p.failed);
+        // exported_ again while the name is taken.
+        let clash = b"m{job=\"a\",exported_job=\"b\"} 1\n";
+        let p = decode_page(&honor_not(&t), &t, clash, "text/plain", 42);
+        let names: Vec<&str> = p.points[0].tags.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["exported_exported_job", "exported_job", "instance", "job"]
+        );
+        // A page with no sample at all (an HTML error page served with 200) is a failure.
+        let p = decode_page(&honor, &t, b"<html>oops</html>", "text/html", 42);
+        assert!(p.failed && p.points.is_empty());
+        assert!(
+            p.error
+                .as_deref()
+                .is_some_and(|e| e.contains("no line of the page"))
+        );
         let limited = job(|c| c.sample_limit = Some(1));
         let p = decode_page(&limited, &t, page, "text/plain", 42);
-        assert!(p.points.is_empty());
+        assert!(p.points.is_empty() && p.failed, "over the limit: up = 0");
         assert!(
             p.error
                 .as_deref()
@@ -828,14 +977,24 @@ mod tests {
         );
     }
 
+    fn honor_not(_t: &Target) -> Job {
+        job(|_| {})
+    }
+
     #[test]
-    fn offsets_spread_and_stay_put() {
+    fn offsets_spread_and_keep_their_phase() {
         let i = Duration::from_secs(10);
+        let now = 1_700_000_003_250_000_000;
         let offs: Vec<Duration> = (0..100)
-            .map(|n| offset("j", &format!("http://h{n}:1/metrics"), i))
+            .map(|n| offset("j", &format!("http://h{n}:1/metrics"), i, now))
             .collect();
         assert!(offs.iter().all(|o| *o < i));
-        assert_eq!(offs[3], offset("j", "http://h3:1/metrics", i));
+        // Started 2.5 s later, a target waits 2.5 s less (mod the interval): same phase.
+        let later = offset("j", "http://h3:1/metrics", i, now + 2_500_000_000);
+        assert_eq!(
+            (offs[3].as_nanos() + 10_000_000_000 - later.as_nanos()) % 10_000_000_000,
+            2_500_000_000
+        );
         let first_half = offs.iter().filter(|o| **o < i / 2).count();
         assert!(
             (25..=75).contains(&first_half),
