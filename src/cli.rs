@@ -175,3 +175,97 @@ fn backtest_text(r: &Value) -> String {
     }
     out
 }
+
+/// `strata agent`: collect this host's metrics (and local `/metrics` endpoints) and push
+/// them to a Strata server or a Kafka topic, buffering on disk while they are away.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The server's HTTP API (ignored with --kafka-brokers).
+    #[arg(long, env = "STRATA_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+    /// Database the points go to (HTTP).
+    #[arg(long, env = "STRATA_AGENT_DATABASE", default_value = "metrics")]
+    pub database: String,
+    /// Send to Kafka instead of HTTP: bootstrap servers.
+    #[arg(long, env = "STRATA_AGENT_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// The Kafka topic (line-protocol messages).
+    #[arg(long, env = "STRATA_AGENT_KAFKA_TOPIC", default_value = "metrics")]
+    pub kafka_topic: String,
+    /// A librdkafka property, `key=value`; repeatable.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    pub kafka_properties: Vec<String>,
+    /// How often to collect.
+    #[arg(long, env = "STRATA_AGENT_INTERVAL", default_value = "10s")]
+    pub interval: String,
+    /// A local Prometheus endpoint to scrape every interval; repeatable.
+    #[arg(long = "scrape", value_name = "URL")]
+    pub scrape: Vec<String>,
+    /// The disk buffer's folder.
+    #[arg(
+        long,
+        env = "STRATA_AGENT_BUFFER_DIR",
+        default_value = "strata-agent-buffer"
+    )]
+    pub buffer_dir: std::path::PathBuf,
+    /// The disk buffer's bound; past it the oldest batches are dropped (and counted).
+    #[arg(long, env = "STRATA_AGENT_BUFFER_SIZE", default_value = "256MiB")]
+    pub buffer_size: String,
+    /// The `host` tag [default: this machine's host name].
+    #[arg(long, env = "STRATA_AGENT_HOST")]
+    pub host: Option<String>,
+    /// An extra tag on every point, `key=value`; repeatable.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// Timeout of one delivery (and of local scrapes).
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
+}
+
+fn key_value(what: &str, kv: &str) -> Result<(String, String), String> {
+    match kv.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{what} `{kv}` is not key=value")),
+    }
+}
+
+pub async fn agent(args: AgentArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use strata_ingest::agent::{AgentConfig, Destination};
+    let destination = match args.kafka_brokers {
+        Some(brokers) => Destination::Kafka {
+            brokers,
+            topic: args.kafka_topic,
+            properties: args
+                .kafka_properties
+                .iter()
+                .map(|kv| key_value("--kafka-property", kv))
+                .collect::<Result<_, _>>()?,
+        },
+        None => Destination::Http {
+            server: args.server,
+            database: args.database,
+        },
+    };
+    let mut config = AgentConfig::new(destination);
+    config.interval = crate::config::duration("interval", &args.interval)?;
+    if config.interval.is_zero() {
+        return Err("--interval must be longer than zero".into());
+    }
+    config.timeout = crate::config::duration("timeout", &args.timeout)?;
+    config.buffer_max_bytes = crate::config::size("buffer_size", &args.buffer_size)?;
+    config.buffer_dir = args.buffer_dir;
+    config.scrape = args.scrape;
+    config.host = args.host;
+    config.tags = args
+        .tags
+        .iter()
+        .map(|kv| key_value("--tag", kv))
+        .collect::<Result<_, _>>()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    strata_ingest::agent::run(config, stopped).await?;
+    Ok(())
+}

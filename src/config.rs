@@ -25,6 +25,9 @@ pub enum Command {
     /// Alerting from the command line, against a running server: backtest a rule, send a
     /// test notification.
     Alert(crate::cli::AlertArgs),
+    /// Push this host's metrics (and local /metrics endpoints) to a server or Kafka,
+    /// buffering on disk while they are unreachable.
+    Agent(Box<crate::cli::AgentArgs>),
 }
 
 #[derive(Debug, Args, Default)]

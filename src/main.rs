@@ -45,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Alert(args) => runtime.block_on(cli::alert(args)),
+        Command::Agent(args) => runtime.block_on(cli::agent(*args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -267,7 +268,7 @@ async fn resolve_identity(
     next.run(req).await
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -38,18 +38,17 @@ impl Addrs {
 /// Starts `strata serve` on free ports with data in `data_dir`; returns the process and
 /// the addresses from its `strata listening …` line. Stderr is inherited.
 pub fn spawn(binary: &Path, data_dir: &Path, extra: &[&str]) -> std::io::Result<(Child, Addrs)> {
+    // Free ports unless `extra` names an address.
+    let defaults: Vec<&str> = ["--http-addr", "--flight-addr", "--pg-addr"]
+        .into_iter()
+        .filter(|flag| !extra.contains(flag))
+        .flat_map(|flag| [flag, "127.0.0.1:0"])
+        .collect();
     let mut child = Command::new(binary)
         .arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
-        .args([
-            "--http-addr",
-            "127.0.0.1:0",
-            "--flight-addr",
-            "127.0.0.1:0",
-            "--pg-addr",
-            "127.0.0.1:0",
-        ])
+        .args(defaults)
         .args(extra)
         // `STRATA_TEST_LOG=info,strata_ingest=debug` shows more of a test's servers.
         .env(

@@ -3,11 +3,12 @@
 //! and the transports that carry them: the HTTP write endpoints ([`http`]) and the Kafka
 //! consumer ([`kafka`]); Prometheus remote_write ([`remote_write`]), OTLP metrics
 //! ([`otlp`]) and the text exposition format ([`exposition`]) read by the scraper
-//! ([`scrape`]).
+//! ([`scrape`]); and the push agent ([`agent`]) that `strata agent` runs.
 //!
 //! It must not store anything itself: validation against table schemas, durability and
 //! the memory budget are the engine's. Start with [`http::router`].
 
+pub mod agent;
 pub mod exposition;
 pub mod format;
 pub mod http;

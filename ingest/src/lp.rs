@@ -137,8 +137,122 @@ pub fn parse(body: &str, precision: Precision, default_time: i64) -> (Vec<Point>
     (points, errors)
 }
 
+/// Writes `p` as one line of line protocol (nanosecond timestamp), escaped so that
+/// [`parse`] reads back the same table, tags and fields. NaN and infinite floats have no
+/// line-protocol form and are left out; a point left with no field is not written
+/// (`false`). Newlines in names and tags (which line protocol cannot carry) become spaces.
+pub fn write_line(out: &mut String, p: &Point) -> bool {
+    use std::fmt::Write;
+    fn escape(out: &mut String, s: &str, specials: &[char]) {
+        for c in s.chars() {
+            let c = if c == '\n' || c == '\r' { ' ' } else { c };
+            if c == '\\' || specials.contains(&c) {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    let fields: Vec<&(String, FieldValue)> = p
+        .fields
+        .iter()
+        .filter(|(_, v)| !matches!(v, FieldValue::F64(x) if !x.is_finite()))
+        .collect();
+    if fields.is_empty() {
+        return false;
+    }
+    escape(out, &p.table, &[',', ' ']);
+    for (k, v) in &p.tags {
+        out.push(',');
+        escape(out, k, &[',', '=', ' ']);
+        out.push('=');
+        escape(out, v, &[',', '=', ' ']);
+    }
+    for (i, (k, v)) in fields.into_iter().enumerate() {
+        out.push(if i == 0 { ' ' } else { ',' });
+        escape(out, k, &[',', '=', ' ']);
+        out.push('=');
+        let _ = match v {
+            FieldValue::F64(x) => write!(out, "{x:?}"),
+            FieldValue::I64(x) => write!(out, "{x}i"),
+            FieldValue::U64(x) => write!(out, "{x}u"),
+            FieldValue::Bool(x) => write!(out, "{x}"),
+            FieldValue::Str(x) => {
+                out.push('"');
+                for c in x.chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+                Ok(())
+            }
+        };
+    }
+    let _ = writeln!(out, " {}", p.time);
+    true
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn written_lines_parse_back_to_the_same_points() {
+        use strata_engine::{FieldValue, Point};
+        let points = [
+            Point {
+                table: "disk io,x".into(),
+                tags: vec![
+                    ("path".into(), "C:\\dir with space,=x".into()),
+                    ("host".into(), "h\nb".into()),
+                ],
+                fields: vec![
+                    ("used".into(), FieldValue::F64(0.1 + 0.2)),
+                    ("nan".into(), FieldValue::F64(f64::NAN)),
+                    ("n".into(), FieldValue::I64(-3)),
+                    ("u".into(), FieldValue::U64(u64::MAX)),
+                    ("ok".into(), FieldValue::Bool(true)),
+                    ("s".into(), FieldValue::Str("say \"hi\" \\ bye".into())),
+                ],
+                time: 1_700_000_000_123_456_789,
+                line: 1,
+            },
+            Point {
+                table: "only_nan".into(),
+                tags: vec![],
+                fields: vec![("v".into(), FieldValue::F64(f64::INFINITY))],
+                time: 1,
+                line: 2,
+            },
+        ];
+        let mut text = String::new();
+        let written: Vec<bool> = points
+            .iter()
+            .map(|p| super::write_line(&mut text, p))
+            .collect();
+        assert_eq!(written, [true, false]);
+        let (back, errors) = super::parse(&text, super::Precision::Nanosecond, 0);
+        assert!(errors.is_empty(), "{errors:?}\n{text}");
+        assert_eq!(back.len(), 1);
+        let p = &back[0];
+        assert_eq!(p.table, "disk io,x");
+        let mut tags = p.tags.clone();
+        tags.sort();
+        assert_eq!(
+            tags,
+            [
+                ("host".to_string(), "h b".to_string()),
+                ("path".to_string(), "C:\\dir with space,=x".to_string())
+            ]
+        );
+        let mut want = points[0].fields.clone();
+        want.retain(|(k, _)| k != "nan");
+        let mut got = p.fields.clone();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(got, want);
+        assert_eq!(p.time, 1_700_000_000_123_456_789);
+    }
+
     use super::*;
 
     #[test]

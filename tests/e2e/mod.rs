@@ -1,3 +1,4 @@
+mod agent;
 mod alerting;
 mod clients;
 mod durability;
