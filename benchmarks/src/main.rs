@@ -2,7 +2,7 @@
 //! `benchmarks/README.md`.
 
 use clap::{Parser, Subcommand};
-use strata_benchmarks::{alert_backtest, alert_latency, tsbs};
+use strata_benchmarks::{alert_backtest, alert_latency, collect, tsbs};
 
 #[derive(Debug, Parser)]
 #[command(name = "strata-benchmarks", about = "Strata's benchmark harness")]
@@ -20,6 +20,10 @@ enum Cmd {
     AlertLatency(alert_latency::Options),
     /// Backtest throughput: one rule over `hosts` series for the last `hours`.
     AlertBacktest(alert_backtest::Options),
+    /// Prometheus remote_write throughput (samples/s, per server CPU-second).
+    RemoteWrite(collect::RemoteWriteOptions),
+    /// The server's cost of scraping many node_exporter-like targets.
+    Scrape(collect::ScrapeOptions),
 }
 
 #[tokio::main]
@@ -45,6 +49,49 @@ async fn main() {
             ),
             Err(e) => {
                 eprintln!("alert-latency: {e}");
+                std::process::exit(1);
+            }
+        },
+        Cmd::RemoteWrite(opts) => match collect::remote_write(&opts).await {
+            Ok(r) => println!(
+                "remote_write: {} samples in {} requests ({} instances × {} rounds, {} in flight) in {:.2} s = \
+                 {:.0} samples/s; server CPU {:.2} s = {:.0} samples per CPU-second; peak RSS {:.0} MiB",
+                r.samples,
+                r.requests,
+                opts.instances,
+                opts.rounds,
+                opts.concurrency,
+                r.wall.as_secs_f64(),
+                r.samples as f64 / r.wall.as_secs_f64(),
+                r.server_cpu.as_secs_f64(),
+                r.samples as f64 / r.server_cpu.as_secs_f64(),
+                r.peak_rss_bytes as f64 / 1048576.0
+            ),
+            Err(e) => {
+                eprintln!("remote-write: {e}");
+                std::process::exit(1);
+            }
+        },
+        Cmd::Scrape(opts) => match collect::scrape(&opts).await {
+            Ok(r) => println!(
+                "scrape: {} targets × {} samples every {}: over {:.1} s the server used {:.2} CPU-s \
+                 = {:.1}% of one core ({:.0} samples/s); {} scrapes of {} expected; scrape duration \
+                 p50 {:.1} ms, p99 {:.1} ms; peak RSS {:.0} MiB",
+                r.targets,
+                r.samples_per_page,
+                opts.interval,
+                r.measured.as_secs_f64(),
+                r.server_cpu.as_secs_f64(),
+                100.0 * r.server_cpu.as_secs_f64() / r.measured.as_secs_f64(),
+                r.scrapes as f64 * r.samples_per_page as f64 / r.measured.as_secs_f64(),
+                r.scrapes,
+                r.expected_scrapes,
+                r.p50_ms,
+                r.p99_ms,
+                r.peak_rss_bytes as f64 / 1048576.0
+            ),
+            Err(e) => {
+                eprintln!("scrape: {e}");
                 std::process::exit(1);
             }
         },
