@@ -313,7 +313,10 @@ fn kafka(
     let format = |key: &'static str, s: &str| {
         Format::parse(s).ok_or_else(|| ConfigError::Value {
             key,
-            reason: format!("unknown format `{s}` (use json or line_protocol)"),
+            reason: format!(
+                "unknown format `{s}` (use {})",
+                strata_ingest::format::FORMAT_NAMES
+            ),
         })
     };
     let precision = |s: &str| {

@@ -155,10 +155,20 @@ pub fn parse(
 /// its target chose.
 fn normalize_float(v: String) -> String {
     match v.parse::<f64>() {
-        Ok(f) if f == f64::INFINITY => "+Inf".into(),
-        Ok(f) if f == f64::NEG_INFINITY => "-Inf".into(),
-        Ok(f) if f.is_finite() => f.to_string(),
+        Ok(f) if !f.is_nan() => float_label(f),
         _ => v,
+    }
+}
+
+/// A bucket bound or quantile as a label value, the way Prometheus writes it: `0.5`,
+/// `1`, `+Inf`.
+pub(crate) fn float_label(f: f64) -> String {
+    if f == f64::INFINITY {
+        "+Inf".into()
+    } else if f == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        f.to_string()
     }
 }
 

@@ -75,6 +75,25 @@ struct WriteParams {
     no_sync: Option<bool>,
 }
 
+impl WriteParams {
+    /// `db`, else `bucket`, else [`DEFAULT_DATABASE`].
+    fn database(&self) -> &str {
+        self.db
+            .as_deref()
+            .or(self.bucket.as_deref())
+            .filter(|d| !d.is_empty())
+            .unwrap_or(DEFAULT_DATABASE)
+    }
+
+    /// For protocols whose senders cannot split a request: the valid points are stored.
+    fn partial_options(&self) -> WriteOptions {
+        WriteOptions {
+            no_sync: self.no_sync.unwrap_or(false),
+            accept_partial: true,
+        }
+    }
+}
+
 async fn write_v3(
     State(s): State<IngestState>,
     Query(p): Query<WriteParams>,
@@ -221,13 +240,11 @@ async fn remote_write(
         .map(|e| (e.series, e.message))
         .collect();
     if !decoded.points.is_empty() {
-        let db = p.db.or(p.bucket).filter(|d| !d.is_empty());
-        let db = db.as_deref().unwrap_or(DEFAULT_DATABASE);
-        let opts = WriteOptions {
-            no_sync: p.no_sync.unwrap_or(false),
-            accept_partial: true,
-        };
-        match s.engine.write(db, decoded.points, opts).await {
+        match s
+            .engine
+            .write(p.database(), decoded.points, p.partial_options())
+            .await
+        {
             Ok(o) => {
                 count(PATH, "accepted", o.accepted);
                 count(PATH, "rejected", o.rejected.len());
@@ -297,38 +314,42 @@ async fn otlp_metrics(
         Err(r) => return r,
     };
     let now = s.engine.clock().now_ns();
-    let decoded = match otlp::decode(&bytes, encoding, now) {
-        Ok(d) => d,
-        Err(e) => {
+    let limit = s.config.max_lines_per_request;
+    // Decoding a large request is CPU work: off the I/O threads.
+    let decoded =
+        tokio::task::spawn_blocking(move || otlp::decode(&bytes, encoding, now, limit)).await;
+    let decoded = match decoded {
+        Ok(Ok(d)) => d,
+        Ok(Err(e @ otlp::DecodeError::TooManyPoints { .. })) => {
+            return reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                otlp::error_body(encoding, 8, &e.to_string()),
+            );
+        }
+        Ok(Err(e)) => {
             count(PATH, "rejected", 1);
             return reply(
                 StatusCode::BAD_REQUEST,
                 otlp::error_body(encoding, 3, &e.to_string()),
             );
         }
+        Err(e) => {
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                otlp::error_body(encoding, 13, &format!("decoding failed: {e}")),
+            );
+        }
     };
-    if decoded.points.len() > s.config.max_lines_per_request {
-        let msg = format!(
-            "request has {} points, over the limit of {} per request",
-            decoded.points.len(),
-            s.config.max_lines_per_request
-        );
-        return reply(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            otlp::error_body(encoding, 8, &msg),
-        );
-    }
+    count(PATH, "attribute_dropped", decoded.dropped_attributes);
     count(PATH, "no_recorded_value", decoded.skipped_no_value);
     let mut rejected: usize = decoded.errors.iter().map(|e| e.2).sum();
     let mut first = decoded.errors.first().map(|(_, msg, _)| msg.clone());
     if !decoded.points.is_empty() {
-        let db = p.db.or(p.bucket).filter(|d| !d.is_empty());
-        let db = db.as_deref().unwrap_or(DEFAULT_DATABASE);
-        let opts = WriteOptions {
-            no_sync: p.no_sync.unwrap_or(false),
-            accept_partial: true,
-        };
-        match s.engine.write(db, decoded.points, opts).await {
+        match s
+            .engine
+            .write(p.database(), decoded.points, p.partial_options())
+            .await
+        {
             Ok(o) => {
                 count(PATH, "accepted", o.accepted);
                 count(PATH, "rejected", o.rejected.len());
@@ -436,11 +457,7 @@ async fn handle(
     default_precision: Precision,
     path: &'static str,
 ) -> Response {
-    let db =
-        p.db.clone()
-            .or(p.bucket.clone())
-            .filter(|d| !d.is_empty())
-            .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+    let db = p.database().to_string();
     let precision = match p.precision.as_deref() {
         None | Some("") => default_precision,
         Some(x) => match Precision::parse(x) {
@@ -535,7 +552,7 @@ async fn handle(
     )
 }
 
-fn count(path: &'static str, outcome: &'static str, n: usize) {
+pub(crate) fn count(path: &'static str, outcome: &'static str, n: usize) {
     metrics::counter!("strata_ingest_points_total", "path" => path, "outcome" => outcome)
         .increment(n as u64);
 }

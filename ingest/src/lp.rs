@@ -138,18 +138,28 @@ pub fn parse(body: &str, precision: Precision, default_time: i64) -> (Vec<Point>
 }
 
 /// Writes `p` as one line of line protocol (nanosecond timestamp), escaped so that
-/// [`parse`] reads back the same table, tags and fields. NaN and infinite floats have no
-/// line-protocol form and are left out; a point left with no field is not written
-/// (`false`). Newlines in names and tags (which line protocol cannot carry) become spaces.
+/// [`parse`] reads back the same table, tags and fields. What line protocol cannot carry
+/// is adjusted, not refused: NaN and infinite floats are left out (a point left with no
+/// field is not written: `false`), tags with an empty key or value are left out (a missing
+/// tag equals an empty one), newlines and tabs in names and tags become spaces, and a
+/// trailing backslash (`C:\`) becomes `/`.
 pub fn write_line(out: &mut String, p: &Point) -> bool {
     use std::fmt::Write;
     fn escape(out: &mut String, s: &str, specials: &[char]) {
-        for c in s.chars() {
-            let c = if c == '\n' || c == '\r' { ' ' } else { c };
+        let body = s.strip_suffix('\\');
+        for c in body.unwrap_or(s).chars() {
+            let c = if matches!(c, '\n' | '\r' | '\t') {
+                ' '
+            } else {
+                c
+            };
             if c == '\\' || specials.contains(&c) {
                 out.push('\\');
             }
             out.push(c);
+        }
+        if body.is_some() {
+            out.push('/');
         }
     }
     let fields: Vec<&(String, FieldValue)> = p
@@ -161,7 +171,11 @@ pub fn write_line(out: &mut String, p: &Point) -> bool {
         return false;
     }
     escape(out, &p.table, &[',', ' ']);
-    for (k, v) in &p.tags {
+    for (k, v) in p
+        .tags
+        .iter()
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+    {
         out.push(',');
         escape(out, k, &[',', '=', ' ']);
         out.push('=');
@@ -203,7 +217,9 @@ mod tests {
                 table: "disk io,x".into(),
                 tags: vec![
                     ("path".into(), "C:\\dir with space,=x".into()),
-                    ("host".into(), "h\nb".into()),
+                    ("host".into(), "h\nb\tc".into()),
+                    ("mount".into(), "C:\\".into()),
+                    ("empty".into(), String::new()),
                 ],
                 fields: vec![
                     ("used".into(), FieldValue::F64(0.1 + 0.2)),
@@ -240,7 +256,8 @@ mod tests {
         assert_eq!(
             tags,
             [
-                ("host".to_string(), "h b".to_string()),
+                ("host".to_string(), "h b c".to_string()),
+                ("mount".to_string(), "C:/".to_string()),
                 ("path".to_string(), "C:\\dir with space,=x".to_string())
             ]
         );

@@ -6,12 +6,14 @@
 //!   `_` (`http.server.duration` → `http_server_duration`), so names need no quoting;
 //! - tags: resource attributes, then the data point's attributes (they win on a clash),
 //!   keys sanitised the same way (`service.name` → `service_name`) and then mapped as
-//!   Prometheus labels are ([`crate::exposition::tag_name`]), non-string values as text; the instrumentation scope's name as `otel_scope_name`;
+//!   Prometheus labels are ([`crate::exposition::tag_name`]), non-string values as text,
+//!   values over [`MAX_LABEL_VALUE_BYTES`] left out (counted); the instrumentation scope's name as `otel_scope_name`;
 //! - gauges and sums: the f64 field `value` at the point's time. Cumulative sums store
 //!   the running total; delta sums the increment over their interval (`sum(value)`
 //!   over a range is the total);
 //! - histograms: `<name>_bucket` with a cumulative count per `le` (the last `+Inf`),
-//!   `<name>_sum` and `<name>_count`, exactly as a Prometheus classic histogram;
+//!   `<name>_sum` and `<name>_count`, the shape of a Prometheus classic histogram (a
+//!   delta histogram's counts are those of its interval, as with delta sums);
 //!   summaries: `<name>` per `quantile`, `<name>_sum`, `<name>_count`;
 //! - exponential histograms are refused per metric with a clear error; points flagged
 //!   "no recorded value" are skipped, as Prometheus' staleness markers are.
@@ -59,6 +61,8 @@ pub enum DecodeError {
     Protobuf(String),
     #[error("the body is not a valid OTLP ExportMetricsServiceRequest in JSON: {0}")]
     Json(String),
+    #[error("the request would make {points} points, over the limit of {limit}")]
+    TooManyPoints { points: usize, limit: usize },
 }
 
 /// What one request decoded to. A point's `line` is the position of its metric in the
@@ -72,9 +76,18 @@ pub struct Decoded {
     pub errors: Vec<(usize, String, usize)>,
     pub data_points: usize,
     pub skipped_no_value: usize,
+    /// Attributes left out for being longer than [`MAX_LABEL_VALUE_BYTES`].
+    pub dropped_attributes: usize,
 }
 
-pub fn decode(body: &[u8], encoding: Encoding, now: i64) -> Result<Decoded, DecodeError> {
+/// Decodes a request. `max_points` bounds the points it may make, checked before any is
+/// built (a histogram bucket is a few bytes on the wire but a whole point here).
+pub fn decode(
+    body: &[u8],
+    encoding: Encoding,
+    now: i64,
+    max_points: usize,
+) -> Result<Decoded, DecodeError> {
     let request = match encoding {
         Encoding::Protobuf => ExportMetricsServiceRequest::decode(body)
             .map_err(|e| DecodeError::Protobuf(e.to_string()))?,
@@ -82,7 +95,39 @@ pub fn decode(body: &[u8], encoding: Encoding, now: i64) -> Result<Decoded, Deco
             serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?
         }
     };
+    let points: usize = request
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .map(points_of)
+        .fold(0, usize::saturating_add);
+    if points > max_points {
+        return Err(DecodeError::TooManyPoints {
+            points,
+            limit: max_points,
+        });
+    }
     Ok(to_points(request, now))
+}
+
+/// How many points a metric makes (at most).
+fn points_of(m: &Metric) -> usize {
+    match &m.data {
+        None | Some(Data::ExponentialHistogram(_)) => 0,
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h
+            .data_points
+            .iter()
+            .map(|p| p.bucket_counts.len().saturating_add(2))
+            .fold(0, usize::saturating_add),
+        Some(Data::Summary(s)) => s
+            .data_points
+            .iter()
+            .map(|p| p.quantile_values.len().saturating_add(2))
+            .fold(0, usize::saturating_add),
+    }
 }
 
 /// `[a-zA-Z0-9_:]` kept, everything else `_`; a leading digit gets a `_` before it.
@@ -133,36 +178,35 @@ fn any_value_text(v: &AnyValue) -> String {
     }
 }
 
-/// Adds `attrs` to `tags` (replacing same-named ones).
-fn add_attributes(tags: &mut Vec<(String, String)>, attrs: &[KeyValue]) -> Result<(), String> {
+/// Adds `attrs` to `tags` (replacing same-named ones). An attribute longer than
+/// [`MAX_LABEL_VALUE_BYTES`] (a Java `process.command_line`, say) is left out rather
+/// than costing the metric; returns how many were.
+fn add_attributes(tags: &mut Vec<(String, String)>, attrs: &[KeyValue]) -> usize {
+    let mut dropped = 0;
     for kv in attrs {
         let Some(key) = tag_name(sanitize(&kv.key)) else {
             continue;
         };
         let value = kv.value.as_ref().map(any_value_text).unwrap_or_default();
         if value.len() > MAX_LABEL_VALUE_BYTES {
-            return Err(format!(
-                "attribute `{}` is {} bytes, over the limit of {MAX_LABEL_VALUE_BYTES}",
-                kv.key,
-                value.len()
-            ));
+            dropped += 1;
+            continue;
         }
         tags.retain(|(k, _)| *k != key);
         if !value.is_empty() {
             tags.push((key, value));
         }
     }
-    Ok(())
+    dropped
 }
 
 fn to_points(request: ExportMetricsServiceRequest, now: i64) -> Decoded {
     let mut out = Decoded::default();
     for rm in &request.resource_metrics {
         let mut resource_tags = Vec::new();
-        let resource_error = rm
-            .resource
-            .as_ref()
-            .and_then(|r| add_attributes(&mut resource_tags, &r.attributes).err());
+        if let Some(r) = &rm.resource {
+            out.dropped_attributes += add_attributes(&mut resource_tags, &r.attributes);
+        }
         for sm in &rm.scope_metrics {
             let mut scope_tags = resource_tags.clone();
             if let Some(scope) = sm.scope.as_ref().filter(|s| !s.name.is_empty()) {
@@ -175,11 +219,7 @@ fn to_points(request: ExportMetricsServiceRequest, now: i64) -> Decoded {
                 let before = out.points.len();
                 let n = data_point_count(metric);
                 out.data_points += n;
-                let result = match &resource_error {
-                    Some(e) => Err(format!("resource {e}")),
-                    None => metric_points(metric, &scope_tags, position, now, &mut out),
-                };
-                if let Err(e) = result {
+                if let Err(e) = metric_points(metric, &scope_tags, position, now, &mut out) {
                     out.points.truncate(before);
                     out.errors.push((position, e, n));
                 }
@@ -227,9 +267,10 @@ fn metric_points(
             line,
         });
     };
-    let tags_with = |attrs: &[KeyValue]| -> Result<Vec<(String, String)>, String> {
+    let mut dropped = 0;
+    let mut tags_with = |attrs: &[KeyValue]| -> Result<Vec<(String, String)>, String> {
         let mut tags = base.to_vec();
-        add_attributes(&mut tags, attrs)?;
+        dropped += add_attributes(&mut tags, attrs);
         Ok(tags)
     };
     let mut skipped = 0;
@@ -275,6 +316,12 @@ fn metric_points(
             }
         }
         Some(Data::Histogram(h)) => {
+            if h.aggregation_temporality == AggregationTemporality::Unspecified as i32 {
+                return Err(format!(
+                    "histogram `{}` has no aggregation temporality (cumulative or delta)",
+                    metric.name
+                ));
+            }
             for p in &h.data_points {
                 if p.flags & NO_RECORDED_VALUE != 0 {
                     skipped += 1;
@@ -296,7 +343,7 @@ fn metric_points(
                 for (i, c) in p.bucket_counts.iter().enumerate() {
                     cumulative = cumulative.saturating_add(*c);
                     let le = match p.explicit_bounds.get(i) {
-                        Some(b) => format_bound(*b),
+                        Some(b) => crate::exposition::float_label(*b),
                         None => "+Inf".to_string(),
                     };
                     let mut t = tags.clone();
@@ -319,7 +366,10 @@ fn metric_points(
                 let time = time_of(p.time_unix_nano, now)?;
                 for q in &p.quantile_values {
                     let mut t = tags.clone();
-                    t.push(("quantile".into(), format_bound(q.quantile)));
+                    t.push((
+                        "quantile".into(),
+                        crate::exposition::float_label(q.quantile),
+                    ));
                     push(name.clone(), t, q.value, time);
                 }
                 push(format!("{name}_sum"), tags.clone(), p.sum, time);
@@ -335,6 +385,7 @@ fn metric_points(
         }
     }
     out.skipped_no_value += skipped;
+    out.dropped_attributes += dropped;
     Ok(())
 }
 
@@ -343,17 +394,6 @@ fn number(v: Option<&number_data_point::Value>) -> Result<f64, String> {
         Some(number_data_point::Value::AsDouble(d)) => Ok(*d),
         Some(number_data_point::Value::AsInt(i)) => Ok(*i as f64),
         None => Err("a data point has no value (asDouble or asInt)".into()),
-    }
-}
-
-/// Bucket bounds and quantiles as Prometheus writes them (`0.5`, `1`, `+Inf`).
-fn format_bound(b: f64) -> String {
-    if b == f64::INFINITY {
-        "+Inf".into()
-    } else if b == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        b.to_string()
     }
 }
 
@@ -434,7 +474,7 @@ mod tests {
 
     #[test]
     fn json_request_maps_every_kind() {
-        let d = decode(JSON.as_bytes(), Encoding::Json, 7).expect("decodes");
+        let d = decode(JSON.as_bytes(), Encoding::Json, 7, 1000).expect("decodes");
         assert_eq!(d.data_points, 6);
         assert_eq!(d.skipped_no_value, 1);
         assert_eq!(d.errors.len(), 1);
@@ -490,22 +530,29 @@ mod tests {
     #[test]
     fn protobuf_round_trip_and_bad_bodies() {
         let req: ExportMetricsServiceRequest = serde_json::from_str(JSON).expect("json");
-        let d = decode(&req.encode_to_vec(), Encoding::Protobuf, 7).expect("protobuf");
+        let d = decode(&req.encode_to_vec(), Encoding::Protobuf, 7, 1000).expect("protobuf");
         assert_eq!(d.points.len(), 11);
-        let e = decode(b"\x0a\xff\xff\xff\xff\x0f", Encoding::Protobuf, 0).expect_err("bad");
+        // The limit is checked before anything is built, on an upper bound (here 12: the
+        // gauge point without a value is counted too).
+        let e = decode(&req.encode_to_vec(), Encoding::Protobuf, 7, 10).expect_err("limit");
+        assert!(
+            e.to_string().contains("12 points, over the limit of 10"),
+            "{e}"
+        );
+        let e = decode(b"\x0a\xff\xff\xff\xff\x0f", Encoding::Protobuf, 0, 1000).expect_err("bad");
         assert!(
             e.to_string()
                 .contains("ExportMetricsServiceRequest protobuf"),
             "{e}"
         );
-        let e = decode(b"{\"resourceMetrics\": 5}", Encoding::Json, 0).expect_err("bad");
+        let e = decode(b"{\"resourceMetrics\": 5}", Encoding::Json, 0, 1000).expect_err("bad");
         assert!(e.to_string().contains("in JSON"), "{e}");
         // A histogram whose counts do not fit its bounds is refused, alone.
         let bad = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
             {"name":"h","histogram":{"aggregationTemporality":2,"dataPoints":[{"bucketCounts":["1"],"explicitBounds":[1,2]}]}},
             {"name":"s","sum":{"dataPoints":[{"asInt":"1"}]}},
             {"name":"g","gauge":{"dataPoints":[{"asInt":"3"}]}}]}]}]}"#;
-        let d = decode(bad.as_bytes(), Encoding::Json, 99).expect("decodes");
+        let d = decode(bad.as_bytes(), Encoding::Json, 99, 1000).expect("decodes");
         let errs: Vec<&str> = d.errors.iter().map(|e| e.1.as_str()).collect();
         assert!(errs[0].contains("1 bucket counts for 2 bounds"), "{errs:?}");
         assert!(errs[1].contains("no aggregation temporality"), "{errs:?}");

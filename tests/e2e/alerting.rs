@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::clients::python;
 use super::pg::connect;
-use super::server::Server;
+use super::server::{Server, poll_until};
 
 /// A local webhook receiver recording every JSON body.
 async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
@@ -74,18 +74,6 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     while !ready() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-async fn wait_async<F, Fut>(what: &str, mut ready: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -187,7 +175,7 @@ async fn rules_fire_to_a_webhook_and_real_smtp_and_the_alertmanager_api_works() 
         .unwrap_or_default();
     assert!(message.contains("defined in the config file"), "{err:?}");
 
-    wait_async("the webhook", || {
+    poll_until(30, "the webhook", || {
         let got = Arc::clone(&got);
         async move { !received(&got, "high_cpu").is_empty() }
     })
@@ -241,7 +229,7 @@ async fn rules_fire_to_a_webhook_and_real_smtp_and_the_alertmanager_api_works() 
         .await
         .expect("post alerts");
     assert_eq!(r.status(), 200);
-    wait_async("the posted alert's notification", || {
+    poll_until(30, "the posted alert's notification", || {
         let got = Arc::clone(&got);
         async move { !received(&got, "ExternalDown").is_empty() }
     })

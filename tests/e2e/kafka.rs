@@ -12,7 +12,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::Value;
 use strata_benchmarks::kafka::{Broker, Producer1};
 
-use super::server::{Server, f64_of, i64_of};
+use super::server::{Server, f64_of, i64_of, poll_until};
 
 const PARTITIONS: i32 = 6;
 /// Points per JSON message.
@@ -108,19 +108,6 @@ async fn count_sum(s: &Server, db: &str, table: &str) -> (i64, f64) {
     (i64_of(&rows[0]["n"]), total)
 }
 
-/// Polls `check` until it returns true; panics with `what` after `secs`.
-async fn wait_for<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The group's committed offsets and the high watermarks of `topic`, per partition.
 fn committed_and_high(broker: &Broker, group: &str, topic: &str, n: i32) -> Vec<(i64, i64)> {
     let c: BaseConsumer = ClientConfig::new()
@@ -155,7 +142,7 @@ type Received = (Vec<u8>, Vec<(String, String)>);
 /// Waits until `group` has committed every partition of `points` up to its (non-empty)
 /// end: what lag tools read from the broker.
 async fn wait_committed_to_end(broker: &Broker, group: &str) {
-    wait_for(30, "offsets committed to the end", || async {
+    poll_until(30, "offsets committed to the end", || async {
         committed_and_high(broker, group, "points", PARTITIONS)
             .iter()
             .all(|(c, h)| c == h && *h > 0)
@@ -254,11 +241,11 @@ async fn json_and_line_protocol_topics_store_everything_once_and_dead_letter_the
     p.flush().expect("flush");
 
     let (want_n, want_sum) = expected(messages);
-    wait_for(120, "all JSON points", || async {
+    poll_until(120, "all JSON points", || async {
         count_sum(&s, "fleet", "cpu_usage").await.0 >= want_n
     })
     .await;
-    wait_for(60, "all line-protocol points", || async {
+    poll_until(60, "all line-protocol points", || async {
         s.query_raw("fleet", "SELECT count(*) AS n FROM disk", "json")
             .await
             .1
@@ -363,7 +350,7 @@ async fn kill_9_in_the_middle_of_consumption_loses_and_duplicates_nothing() {
             produce_json(&p, base, chunk * 100..(chunk + 1) * 100);
         }
     });
-    wait_for(120, "some points consumed", || async {
+    poll_until(120, "some points consumed", || async {
         count_sum(&s, "fleet", "cpu_usage").await.0 >= 30_000
     })
     .await;
@@ -376,7 +363,7 @@ async fn kill_9_in_the_middle_of_consumption_loses_and_duplicates_nothing() {
     );
     s.restart().await;
     producer.join().expect("producer thread");
-    wait_for(120, "all points after the restart", || async {
+    poll_until(120, "all points after the restart", || async {
         count_sum(&s, "fleet", "cpu_usage").await.0 >= want_n
     })
     .await;
@@ -426,20 +413,20 @@ async fn two_members_split_partitions_and_hand_over_cleanly() {
     let p = broker.producer().expect("producer");
     let base = now_ms() - 3_600_000;
     produce_json(&p, base, 0..600);
-    wait_for(120, "A consumed the first third", || async {
+    poll_until(120, "A consumed the first third", || async {
         count_sum(&a, "fleet", "cpu_usage").await.0 >= 60_000
     })
     .await;
 
     // B joins: the group splits the partitions between A and B.
     let mut b = Server::start(&dir.path().join("b"), &["--config", &cfg]).await;
-    wait_for(60, "the partitions split between A and B", || async {
+    poll_until(60, "the partitions split between A and B", || async {
         let (na, nb) = (assigned(&a).await, assigned(&b).await);
         na > 0 && nb > 0 && na + nb == i64::from(PARTITIONS)
     })
     .await;
     produce_json(&p, base, 600..1_200);
-    wait_for(120, "A and B consumed the second third", || async {
+    poll_until(120, "A and B consumed the second third", || async {
         count_sum(&a, "fleet", "cpu_usage").await.0 + count_sum(&b, "fleet", "cpu_usage").await.0
             >= 120_000
     })
@@ -449,7 +436,7 @@ async fn two_members_split_partitions_and_hand_over_cleanly() {
 
     // B leaves cleanly: it commits what it stored, A takes every partition back.
     b.stop();
-    wait_for(60, "A owns every partition again", || async {
+    poll_until(60, "A owns every partition again", || async {
         assigned(&a).await == i64::from(PARTITIONS)
     })
     .await;
@@ -459,7 +446,7 @@ async fn two_members_split_partitions_and_hand_over_cleanly() {
     let b_final = Server::start(&b_data, &[]).await;
     let b_total = count_sum(&b_final, "fleet", "cpu_usage").await;
     let (want_n, want_sum) = expected(1_800);
-    wait_for(120, "everything stored once across A and B", || async {
+    poll_until(120, "everything stored once across A and B", || async {
         count_sum(&a, "fleet", "cpu_usage").await.0 + b_total.0 >= want_n
     })
     .await;
@@ -494,7 +481,7 @@ async fn over_the_memory_budget_consumption_pauses_and_resumes_by_itself() {
     )
     .await;
     let (want_n, want_sum) = expected(messages);
-    wait_for(180, "all points through the pauses", || async {
+    poll_until(180, "all points through the pauses", || async {
         count_sum(&s, "fleet", "cpu_usage").await.0 >= want_n
     })
     .await;
@@ -519,4 +506,76 @@ async fn over_the_memory_budget_consumption_pauses_and_resumes_by_itself() {
         i64_of(&rows[0]["files"]) >= 1,
         "hot data was persisted to make room"
     );
+}
+
+/// The Prometheus and OpenTelemetry decoders on Kafka: a remote_write body, an OTLP JSON
+/// request and a `/metrics` page, each a message of a topic of that format; a message
+/// that does not decode is a dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_write_otlp_and_exposition_topics() {
+    use strata_ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = broker(dir.path());
+    broker
+        .create_topics(&[("rw", 1), ("otel", 1), ("prom", 1), ("dead-letters", 1)])
+        .await
+        .expect("topics");
+    let topics = "[[kafka.topics]]\nname = \"rw\"\nformat = \"remote_write\"\n\
+                  [[kafka.topics]]\nname = \"otel\"\nformat = \"otlp_json\"\n\
+                  [[kafka.topics]]\nname = \"prom\"\nformat = \"prometheus\"\n";
+    let cfg = config(dir.path(), "a", &broker, "g-formats", topics);
+    let s = Server::start(&dir.path().join("data"), &["--config", &cfg]).await;
+    let p = broker.producer().expect("producer");
+    let now = now_ms();
+    let rw = encode(&WriteRequest {
+        timeseries: (0..3)
+            .map(|i| TimeSeries {
+                labels: vec![
+                    Label {
+                        name: "__name__".into(),
+                        value: "rw_temp".into(),
+                    },
+                    Label {
+                        name: "room".into(),
+                        value: format!("r{i}"),
+                    },
+                ],
+                samples: vec![Sample {
+                    value: f64::from(i),
+                    timestamp: now,
+                }],
+                histograms: vec![],
+            })
+            .collect(),
+    });
+    p.send("rw", 0, &rw).expect("produce");
+    p.send("rw", 0, b"not snappy").expect("produce");
+    let otlp = format!(
+        r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"api"}}}}]}},
+        "scopeMetrics":[{{"metrics":[{{"name":"otel.queue","gauge":{{"dataPoints":[{{"asInt":"5","timeUnixNano":"{}"}}]}}}}]}}]}}]}}"#,
+        now * 1_000_000
+    );
+    p.send("otel", 0, otlp.as_bytes()).expect("produce");
+    p.send(
+        "prom",
+        0,
+        format!("page_up{{job=\"x\"}} 1 {now}\npage_load 0.5 {now}\n").as_bytes(),
+    )
+    .expect("produce");
+
+    poll_until(60, "every format's points", || async {
+        count_sum(&s, "metrics", "rw_temp").await.0 == 3
+            && count_sum(&s, "metrics", "otel_queue").await.0 == 1
+            && count_sum(&s, "metrics", "page_load").await.0 == 1
+    })
+    .await;
+    assert_eq!(count_sum(&s, "metrics", "rw_temp").await.1, 3.0);
+    let rows = s
+        .query("metrics", "SELECT service_name, value FROM otel_queue")
+        .await;
+    assert_eq!(rows[0]["service_name"], "api");
+    assert_eq!(f64_of(&rows[0]["value"]), 5.0);
+    let dead = read_all(&broker, "dead-letters", 1);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0.as_slice(), b"not snappy");
 }

@@ -11,8 +11,10 @@
 //! | `net` | `interface` | `bytes_recv`, `bytes_sent`, `packets_recv`, `packets_sent`, `err_in`, `err_out` (totals) |
 //! | `system` | | `load1`, `load5`, `load15`, `uptime` (s), `n_cpus`, `processes` |
 //!
-//! Counters are totals since boot, as Prometheus' node_exporter exposes them: rates are
-//! a SQL window away.
+//! Counters are totals since boot, as Prometheus' node_exporter exposes them (rates are
+//! a SQL window away), and integers are i64 as Telegraf writes them. Unlike Telegraf,
+//! `cpu` has only the total usage (sysinfo has no per-mode split) and `diskio` is per
+//! mount point.
 
 use std::collections::BTreeMap;
 
@@ -33,8 +35,13 @@ fn f(name: &str, v: f64) -> (String, FieldValue) {
     (name.to_string(), FieldValue::F64(v))
 }
 
+/// Counters and sizes as signed integers, as Telegraf writes them, so a fleet mixing
+/// both agents has one column type.
 fn u(name: &str, v: u64) -> (String, FieldValue) {
-    (name.to_string(), FieldValue::U64(v))
+    (
+        name.to_string(),
+        FieldValue::I64(i64::try_from(v).unwrap_or(i64::MAX)),
+    )
 }
 
 fn percent(part: u64, total: u64) -> f64 {
@@ -255,7 +262,7 @@ mod tests {
         assert!(cores >= 1);
         let mem = points.iter().find(|p| p.table == "mem").expect("mem");
         assert!(
-            matches!(mem.fields[0].1, FieldValue::U64(t) if t > 0),
+            matches!(mem.fields[0].1, FieldValue::I64(t) if t > 0),
             "total memory"
         );
     }

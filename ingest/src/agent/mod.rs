@@ -106,6 +106,8 @@ enum Sender {
         producer: rdkafka::producer::FutureProducer,
         topic: String,
         key: String,
+        /// Largest message; a larger delivery is split at line boundaries.
+        max_message: usize,
     },
 }
 
@@ -113,9 +115,14 @@ enum Sender {
 enum Delivery {
     /// Stored; `rejected` lines were refused for good (bad data), the rest stored.
     Done { rejected: u64 },
+    /// Refused as too large: send fewer batches at once (or drop a lone one).
+    TooLarge(String),
     /// Not stored; try again later.
     Retry(String),
 }
+
+/// Kafka's default `message.max.bytes` is 1,000,000: messages stay below it.
+const KAFKA_MAX_MESSAGE: usize = 900_000;
 
 impl Sender {
     fn new(config: &AgentConfig, host: &str) -> Result<Self, AgentError> {
@@ -129,6 +136,8 @@ impl Sender {
                     .append_pair("precision", "nanosecond");
                 let client = reqwest::Client::builder()
                     .user_agent(concat!("strata-agent/", env!("CARGO_PKG_VERSION")))
+                    // A redirect would turn the POST into a GET and fake an acknowledgement.
+                    .redirect(reqwest::redirect::Policy::none())
                     .timeout(config.timeout)
                     .build()
                     .map_err(|e| AgentError::Setup(e.to_string()))?;
@@ -152,10 +161,15 @@ impl Sender {
                 let producer = c
                     .create()
                     .map_err(|e| AgentError::Setup(format!("Kafka producer: {e}")))?;
+                let max_message = properties
+                    .get("message.max.bytes")
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .map_or(KAFKA_MAX_MESSAGE, |m| m.saturating_sub(m / 10).max(1));
                 Ok(Self::Kafka {
                     producer,
                     topic: topic.clone(),
                     key: host.to_string(),
+                    max_message,
                 })
             }
         }
@@ -173,37 +187,63 @@ impl Sender {
                     return Delivery::Done { rejected: 0 };
                 }
                 let body = resp.text().await.unwrap_or_default();
+                let short: String = body.chars().take(500).collect();
                 match status.as_u16() {
-                    // Partial write: the valid lines are stored; the others never will be.
-                    400 => {
-                        let rejected = serde_json::from_str::<serde_json::Value>(&body)
-                            .ok()
-                            .and_then(|v| v["data"].as_array().map(|a| a.len() as u64))
-                            .unwrap_or(1);
-                        tracing::warn!(rejected, body = %body.chars().take(500).collect::<String>(),
-                            "the server refused some lines");
-                        Delivery::Done { rejected }
-                    }
-                    // Too large for the server even alone: retrying cannot help.
-                    413 => {
-                        tracing::error!(body = %body, "the server refused a batch as too large; dropped");
-                        Delivery::Done { rejected: 1 }
-                    }
-                    _ => Delivery::Retry(format!("server answered {status}: {body}")),
+                    // A partial write lists the refused lines; the others are stored and
+                    // retrying cannot change the refused ones.
+                    400 => match serde_json::from_str::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v["data"].as_array().map(|a| a.len() as u64))
+                    {
+                        Some(rejected) => {
+                            tracing::warn!(rejected, body = %short, "the server refused some lines");
+                            Delivery::Done { rejected }
+                        }
+                        // Anything else (a bad database name, say) stored nothing: keep it.
+                        None => Delivery::Retry(format!("server answered {status}: {short}")),
+                    },
+                    413 => Delivery::TooLarge(format!("server answered {status}: {short}")),
+                    _ => Delivery::Retry(format!("server answered {status}: {short}")),
                 }
             }
             Self::Kafka {
                 producer,
                 topic,
                 key,
+                max_message,
             } => {
-                let record = rdkafka::producer::FutureRecord::to(topic)
-                    .key(key.as_str())
-                    .payload(data.as_slice());
-                match producer.send(record, rdkafka::util::Timeout::Never).await {
-                    Ok(_) => Delivery::Done { rejected: 0 },
-                    Err((e, _)) => Delivery::Retry(format!("Kafka delivery failed: {e}")),
+                // Each message whole lines, below the broker's limit. A retry after a
+                // partial success resends some lines: harmless, writes are idempotent.
+                let mut rest = data.as_slice();
+                while !rest.is_empty() {
+                    let mut cut = rest.len().min(*max_message);
+                    if cut < rest.len() {
+                        match rest[..cut].iter().rposition(|b| *b == b'\n') {
+                            Some(nl) => cut = nl + 1,
+                            None => {
+                                return Delivery::TooLarge(format!(
+                                    "a line is longer than the largest Kafka message ({max_message} bytes)"
+                                ));
+                            }
+                        }
+                    }
+                    let record = rdkafka::producer::FutureRecord::to(topic)
+                        .key(key.as_str())
+                        .payload(&rest[..cut]);
+                    match producer.send(record, rdkafka::util::Timeout::Never).await {
+                        Ok(_) => rest = &rest[cut..],
+                        Err((
+                            e @ rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
+                            ),
+                            _,
+                        )) => return Delivery::TooLarge(format!("Kafka refused the message: {e}")),
+                        Err((e, _)) => {
+                            return Delivery::Retry(format!("Kafka delivery failed: {e}"));
+                        }
+                    }
                 }
+                Delivery::Done { rejected: 0 }
             }
         }
     }
@@ -220,6 +260,8 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
     })?;
     let mut host =
         host::HostCollector::new(config.host.clone(), &config.tags).map_err(AgentError::Setup)?;
+    // CPU usage is the difference between two readings: let the first one age.
+    tokio::time::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL).await;
     let sender = Sender::new(&config, host.host())?;
     tracing::info!(host = host.host(), buffered = buffer.len(), "agent started");
     let buffer = Arc::new(Mutex::new(buffer));
@@ -234,8 +276,8 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
         config.batch_max_bytes,
         sender_stopped,
     ));
+    let local_timeout = config.timeout.min(config.interval);
     let scraper = reqwest::Client::builder()
-        .timeout(config.timeout.min(config.interval))
         .no_proxy()
         .build()
         .map_err(|e| AgentError::Setup(e.to_string()))?;
@@ -250,15 +292,28 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
         let now = now_ns();
         let mut points = host.collect(now);
         for url in &config.scrape {
-            points.extend(scrape_local(&scraper, url, host.host(), &config.tags, now).await);
+            points.extend(
+                scrape_local(&scraper, local_timeout, url, host.host(), &config.tags, now).await,
+            );
         }
         stats.lock().collections += 1;
-        points.push(self_point(&buffer, &stats, host.host(), now));
-        let mut text = String::with_capacity(points.len() * 96);
-        for p in &points {
-            crate::lp::write_line(&mut text, p);
-        }
-        let appended = buffer.lock().append(text.as_bytes());
+        // File work (fsync) off the runtime's threads, the lock held only there.
+        let (b, st, name) = (
+            Arc::clone(&buffer),
+            Arc::clone(&stats),
+            host.host().to_string(),
+        );
+        let appended = tokio::task::spawn_blocking(move || {
+            points.push(self_point(&b, &st, &name, now));
+            let mut text = String::with_capacity(points.len() * 96);
+            for p in &points {
+                crate::lp::write_line(&mut text, p);
+            }
+            b.lock().append(text.as_bytes())
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r);
         if let Err(e) = appended {
             tracing::error!(error = %e, "could not write to the agent buffer; this collection is lost");
         }
@@ -277,15 +332,19 @@ pub async fn run(config: AgentConfig, mut stop: watch::Receiver<bool>) -> Result
 }
 
 fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    use strata_catalog::clock::Clock;
+    strata_catalog::clock::SystemClock.now_ns()
 }
 
 fn self_point(buffer: &Mutex<DiskBuffer>, stats: &Mutex<Stats>, host: &str, time: i64) -> Point {
     let b = buffer.lock();
     let s = stats.lock();
-    let u = |k: &str, v: u64| (k.to_string(), FieldValue::U64(v));
+    let u = |k: &str, v: u64| {
+        (
+            k.to_string(),
+            FieldValue::I64(i64::try_from(v).unwrap_or(i64::MAX)),
+        )
+    };
     Point {
         table: "strata_agent".into(),
         tags: vec![("host".into(), host.to_string())],
@@ -305,38 +364,30 @@ fn self_point(buffer: &Mutex<DiskBuffer>, stats: &Mutex<Stats>, host: &str, time
 
 /// Samples of a local endpoint, with `host` and the agent's tags (the endpoint's own
 /// labels win); an unreachable endpoint is logged and skipped.
+/// Largest local page read.
+const LOCAL_PAGE_LIMIT: usize = 64 << 20;
+
 async fn scrape_local(
     client: &reqwest::Client,
+    timeout: Duration,
     url: &str,
     host: &str,
     tags: &BTreeMap<String, String>,
     now: i64,
 ) -> Vec<Point> {
-    let resp = match client
-        .get(url)
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(url, error = %e, "local scrape failed");
-            return vec![];
-        }
+    let (body, content_type) =
+        match crate::scrape::fetch_page(client, url, timeout, LOCAL_PAGE_LIMIT).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(url, error = %e, "local scrape failed");
+                return vec![];
+            }
+        };
+    let Ok(text) = String::from_utf8(body) else {
+        tracing::warn!(url, "local scrape: the page is not UTF-8");
+        return vec![];
     };
-    let dialect = Dialect::from_content_type(
-        resp.headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-    );
-    let text = match resp.text().await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(url, error = %e, "local scrape failed");
-            return vec![];
-        }
-    };
+    let dialect = Dialect::from_content_type(&content_type);
     let mut page = exposition::parse(&text, dialect, now, true);
     if let Some(e) = page.errors.first() {
         tracing::warn!(url, errors = page.errors.len(), first = %e.error_message, "local scrape had bad lines");
@@ -364,15 +415,13 @@ async fn deliver(
     stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_secs(1);
+    // Lowered while the receiver refuses deliveries as too large.
+    let mut limit = batch_max_bytes;
     loop {
-        let next = buffer.lock().peek(batch_max_bytes);
-        let (batches, data) = match next {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!(error = %e, "could not read the agent buffer");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
+        let b = Arc::clone(&buffer);
+        let Ok((batches, data)) = tokio::task::spawn_blocking(move || b.lock().peek(limit)).await
+        else {
+            return;
         };
         if batches.is_empty() {
             if *stop.borrow() {
@@ -381,18 +430,36 @@ async fn deliver(
             wake.notified().await;
             continue;
         }
+        let size = data.len() as u64;
         match sender.send(data).await {
             Delivery::Done { rejected } => {
-                buffer.lock().remove(&batches);
+                let b = Arc::clone(&buffer);
+                let sent = batches.len() as u64;
+                let _ = tokio::task::spawn_blocking(move || b.lock().remove(&batches)).await;
                 let mut s = stats.lock();
-                s.sent_batches += batches.len() as u64;
+                s.sent_batches += sent;
                 s.rejected_lines += rejected;
                 backoff = Duration::from_secs(1);
+                limit = batch_max_bytes;
+            }
+            Delivery::TooLarge(why) if batches.len() > 1 => {
+                limit = (size / 2).max(1);
+                tracing::warn!(error = %why, limit, "delivery too large; sending fewer batches at once");
+            }
+            Delivery::TooLarge(why) => {
+                tracing::error!(error = %why, bytes = size, "a batch is too large to deliver at all; dropped");
+                let b = Arc::clone(&buffer);
+                let _ = tokio::task::spawn_blocking(move || {
+                    let mut b = b.lock();
+                    b.remove(&batches);
+                    b.dropped_batches += 1;
+                    b.dropped_bytes += size;
+                })
+                .await;
             }
             Delivery::Retry(why) => {
                 stats.lock().send_failures += 1;
-                tracing::warn!(error = %why, retry_in = ?backoff, buffered = buffer.lock().len(),
-                    "delivery failed; kept in the buffer");
+                tracing::warn!(error = %why, retry_in = ?backoff, "delivery failed; kept in the buffer");
                 if *stop.borrow() {
                     return;
                 }

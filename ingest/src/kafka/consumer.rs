@@ -19,6 +19,7 @@ use strata_engine::{Engine, Error as EngineError, Point, WriteOptions};
 
 use super::status::{Destination, KafkaStatus};
 use super::{KafkaConfig, TopicConfig};
+use crate::format::PayloadError;
 
 /// How long a dead-letter produce may take before the message is given up (and logged).
 const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -262,16 +263,24 @@ impl Context {
                 self.config.max_message_bytes
             ));
         } else {
-            match std::str::from_utf8(payload) {
-                Err(e) => {
+            match tc.format.decode_bytes(
+                payload,
+                tc.precision,
+                default_time,
+                self.config.max_message_bytes,
+                self.config.max_points_per_message,
+            ) {
+                Err(PayloadError::NotUtf8(at)) => {
                     consumed.bad = Some(Bad::NotUtf8);
-                    consumed.errors.push(format!(
-                        "the payload is not valid UTF-8 (at byte {})",
-                        e.valid_up_to()
-                    ));
+                    consumed
+                        .errors
+                        .push(format!("the payload is not valid UTF-8 (at byte {at})"));
                 }
-                Ok(text) => {
-                    let (decoded, errors) = tc.format.decode(text, tc.precision, default_time);
+                Err(PayloadError::Undecodable(why)) => {
+                    consumed.bad = Some(Bad::Undecodable);
+                    consumed.errors.push(why);
+                }
+                Ok((decoded, errors)) => {
                     if decoded.len() + errors.len() > self.config.max_points_per_message {
                         consumed.bad = Some(Bad::TooManyPoints);
                         consumed.errors.push(format!(

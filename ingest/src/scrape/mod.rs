@@ -1,7 +1,8 @@
 //! Pull collection: Prometheus-style scrape jobs (`[[scrape]]` in the config file).
 //!
-//! Each job has static targets and/or target files (Prometheus' `file_sd` JSON shape:
-//! `[{"targets": ["host:port"], "labels": {…}}]`, re-read when the file changes; a file's
+//! Each job has static targets and/or target files (Prometheus' `file_sd` shape in JSON
+//! or YAML: `[{"targets": ["host:port"], "labels": {…}}]`, re-read when a file changes,
+//! `*`/`?` patterns in file names re-expanded; a file's
 //! labels may set `__scheme__`, `__metrics_path__` and `__param_<name>`). Every target
 //! runs in its own task at a fixed phase of the interval (hashed from job and URL against
 //! the wall clock, so targets are spread and keep their phase across restarts); a scrape
@@ -50,7 +51,8 @@ pub struct ScrapeJobConfig {
     /// `host:port` of each target.
     #[serde(default)]
     pub targets: Vec<String>,
-    /// Target files (JSON, Prometheus `file_sd` shape), re-read when they change.
+    /// Target files (JSON or YAML, Prometheus `file_sd` shape), re-read when they change;
+    /// `*` and `?` in a file name match several.
     #[serde(default)]
     pub files: Vec<PathBuf>,
     /// Default `10s`.
@@ -287,22 +289,57 @@ struct TargetGroup {
 }
 
 fn read_target_file(path: &std::path::Path) -> Result<Vec<TargetGroup>, String> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    if matches!(ext, "yml" | "yaml") {
-        return Err(
-            "YAML target files are not supported yet; write the same groups as JSON".into(),
-        );
-    }
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let groups: Vec<TargetGroup> = serde_json::from_str(&text).map_err(|e| {
-        format!("not a JSON list of {{\"targets\": [...], \"labels\": {{...}}}} groups: {e}")
-    })?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let groups: Vec<TargetGroup> = if matches!(ext, "yml" | "yaml") {
+        serde_norway::from_str(&text).map_err(|e| {
+            format!("not a YAML list of groups (`- targets: [...]` with optional `labels:`): {e}")
+        })?
+    } else {
+        serde_json::from_str(&text).map_err(|e| {
+            format!("not a JSON list of {{\"targets\": [...], \"labels\": {{...}}}} groups: {e}")
+        })?
+    };
     for g in &groups {
         for t in &g.targets {
             check_address(t)?;
         }
     }
     Ok(groups)
+}
+
+/// The files a `files` entry names now: itself, or for a pattern with `*` or `?` in its
+/// last component (`targets/*.json`, as Prometheus allows), the matching files, sorted.
+fn expand(pattern: &std::path::Path) -> Vec<PathBuf> {
+    let name = pattern
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if !name.contains(['*', '?']) {
+        return vec![pattern.to_path_buf()];
+    }
+    let re = format!(
+        "^{}$",
+        regex::escape(name).replace("\\*", ".*").replace("\\?", ".")
+    );
+    let Ok(re) = regex::Regex::new(&re) else {
+        return vec![];
+    };
+    let dir = pattern
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_str().is_some_and(|n| re.is_match(n)))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
 }
 
 /// The running scrape jobs. Dropping it stops every scrape.
@@ -424,16 +461,15 @@ async fn supervise(
     status: Arc<ScrapeStatus>,
 ) {
     let mut running: HashMap<Target, Running> = HashMap::new();
-    let mut files: Vec<FileState> = job
-        .files
-        .iter()
-        .map(|_| FileState {
-            stamp: None,
-            groups: Vec::new(),
-        })
-        .collect();
+    let mut files: BTreeMap<PathBuf, FileState> = BTreeMap::new();
     loop {
-        for (path, state) in job.files.iter().zip(files.iter_mut()) {
+        let paths: Vec<PathBuf> = job.files.iter().flat_map(|p| expand(p)).collect();
+        files.retain(|p, _| paths.contains(p));
+        for path in &paths {
+            let state = files.entry(path.clone()).or_insert(FileState {
+                stamp: None,
+                groups: Vec::new(),
+            });
             refresh_file(&job.name, path, state);
         }
         // Each target once, with the first source that names it.
@@ -444,7 +480,7 @@ async fn supervise(
                 wanted.entry(t).or_insert_with(|| "static".into());
             }
         }
-        for (path, state) in job.files.iter().zip(&files) {
+        for (path, state) in &files {
             for g in &state.groups {
                 for t in &g.targets {
                     if let Some(t) = target(&job, t, &g.labels) {
@@ -570,22 +606,25 @@ impl Page {
     }
 }
 
-async fn fetch(
+/// GETs a `/metrics` page as Prometheus does (its Accept header, the scrape timeout
+/// announced), at most `body_limit` bytes; returns the body and its content type.
+pub(crate) async fn fetch_page(
     client: &reqwest::Client,
-    job: &Job,
     url: &str,
+    timeout: Duration,
+    body_limit: usize,
 ) -> Result<(Vec<u8>, String), String> {
     let mut resp = client
         .get(url)
         .header(reqwest::header::ACCEPT, ACCEPT)
         .header(
             "X-Prometheus-Scrape-Timeout-Seconds",
-            format!("{}", job.timeout.as_secs_f64()),
+            format!("{}", timeout.as_secs_f64()),
         )
-        .timeout(job.timeout)
+        .timeout(timeout)
         .send()
         .await
-        .map_err(|e| describe(&e, job.timeout))?;
+        .map_err(|e| describe(&e, timeout))?;
     if !resp.status().is_success() {
         return Err(format!("server returned HTTP status {}", resp.status()));
     }
@@ -596,11 +635,10 @@ async fn fetch(
         .unwrap_or("text/plain")
         .to_string();
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e, job.timeout))? {
-        if body.len() + chunk.len() > job.body_limit {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e, timeout))? {
+        if body.len() + chunk.len() > body_limit {
             return Err(format!(
-                "page is larger than the body_size_limit of {} bytes",
-                job.body_limit
+                "page is larger than the body_size_limit of {body_limit} bytes"
             ));
         }
         body.extend_from_slice(&chunk);
@@ -742,7 +780,7 @@ async fn scrape_once(
 ) {
     let now = engine.clock().now_ns();
     let started = std::time::Instant::now();
-    let mut page = match fetch(client, job, &target.url).await {
+    let mut page = match fetch_page(client, &target.url, job.timeout, job.body_limit).await {
         Ok((body, content_type)) => {
             // Parsing a large page is CPU work: off the I/O threads.
             let (job, target) = (Arc::clone(job), Arc::clone(target));
@@ -772,11 +810,9 @@ async fn scrape_once(
         .await
     {
         Ok(o) => {
-            metrics::counter!("strata_ingest_points_total", "path" => "scrape", "outcome" => "accepted")
-                .increment(o.accepted as u64);
+            crate::http::count("scrape", "accepted", o.accepted);
             if let Some(first) = o.rejected.first() {
-                metrics::counter!("strata_ingest_points_total", "path" => "scrape", "outcome" => "rejected")
-                    .increment(o.rejected.len() as u64);
+                crate::http::count("scrape", "rejected", o.rejected.len());
                 let msg = format!(
                     "{} sample(s) refused by the store; first: line {}: {}",
                     o.rejected.len(),
@@ -979,6 +1015,37 @@ mod tests {
 
     fn honor_not(_t: &Target) -> Job {
         job(|_| {})
+    }
+
+    #[test]
+    fn target_files_in_json_and_yaml_and_patterns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("a.yml"),
+            "- targets: ['h1:9100', 'h2:9100']\n  labels:\n    rack: r1\n",
+        )
+        .expect("yaml");
+        std::fs::write(dir.path().join("b.json"), r#"[{"targets": ["h3:9100"]}]"#).expect("json");
+        std::fs::write(dir.path().join("c.yaml"), "targets: nope").expect("bad");
+        let groups = read_target_file(&dir.path().join("a.yml")).expect("yaml groups");
+        assert_eq!(groups[0].targets, ["h1:9100", "h2:9100"]);
+        assert_eq!(groups[0].labels["rack"], "r1");
+        let err = read_target_file(&dir.path().join("c.yaml")).expect_err("not a list");
+        assert!(err.contains("not a YAML list"), "{err}");
+        let names = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter()
+                .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(String::from))
+                .collect()
+        };
+        assert_eq!(
+            names(expand(&dir.path().join("*.y*ml"))),
+            ["a.yml", "c.yaml"]
+        );
+        assert_eq!(names(expand(&dir.path().join("?.json"))), ["b.json"]);
+        assert_eq!(
+            names(expand(&dir.path().join("missing.json"))),
+            ["missing.json"]
+        );
     }
 
     #[test]
