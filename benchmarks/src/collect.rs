@@ -71,6 +71,10 @@ pub struct RemoteWriteReport {
     pub wall: Duration,
     pub server_cpu: Duration,
     pub peak_rss_bytes: u64,
+    /// 503 answers (over the memory budget) retried.
+    pub retries: usize,
+    /// The hot table's size right after the load (`system.tables.hot_bytes`).
+    pub hot_bytes: u64,
 }
 
 pub async fn remote_write(opts: &RemoteWriteOptions) -> Result<RemoteWriteReport> {
@@ -130,20 +134,35 @@ pub async fn remote_write(opts: &RemoteWriteOptions) -> Result<RemoteWriteReport
     let url = strata.url("/api/v1/write");
     let cpu0 = cpu_time(pid).unwrap_or_default();
     let started = Instant::now();
+    // Like Prometheus: a 503 (over the memory budget) is retried after Retry-After.
+    let retries = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<()>> = futures::stream::iter(bodies.iter().map(|b| {
-        let req = client
-            .post(&url)
-            .header("Content-Type", "application/x-protobuf")
-            .header("Content-Encoding", "snappy")
-            .body(b.clone());
+        let (client, url, retries) = (&client, &url, &retries);
         async move {
-            let r = req.send().await?;
-            if r.status().as_u16() != 204 {
-                return Err(
-                    format!("remote_write answered {}: {}", r.status(), r.text().await?).into(),
-                );
+            loop {
+                let r = client
+                    .post(url)
+                    .header("Content-Type", "application/x-protobuf")
+                    .header("Content-Encoding", "snappy")
+                    .body(b.clone())
+                    .send()
+                    .await?;
+                match r.status().as_u16() {
+                    204 => return Ok(()),
+                    503 => {
+                        retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    _ => {
+                        return Err(format!(
+                            "remote_write answered {}: {}",
+                            r.status(),
+                            r.text().await?
+                        )
+                        .into());
+                    }
+                }
             }
-            Ok(())
         }
     }))
     .buffer_unordered(opts.concurrency)
@@ -152,6 +171,14 @@ pub async fn remote_write(opts: &RemoteWriteOptions) -> Result<RemoteWriteReport
     let wall = started.elapsed();
     let server_cpu = cpu_time(pid).unwrap_or_default().saturating_sub(cpu0);
     results.into_iter().collect::<Result<Vec<()>>>()?;
+    let hot = strata
+        .sql(
+            &client,
+            "metrics",
+            "SELECT sum(hot_bytes) AS b FROM system.tables",
+        )
+        .await?;
+    let hot_bytes = hot[0]["b"].as_f64().unwrap_or(0.0) as u64;
     // Every sample of one metric is there.
     let per_instance = page
         .points
@@ -176,6 +203,8 @@ pub async fn remote_write(opts: &RemoteWriteOptions) -> Result<RemoteWriteReport
         wall,
         server_cpu,
         peak_rss_bytes: peak_rss(pid).unwrap_or(0),
+        retries: retries.into_inner(),
+        hot_bytes,
     })
 }
 

@@ -55,7 +55,8 @@ async fn main() {
         Cmd::RemoteWrite(opts) => match collect::remote_write(&opts).await {
             Ok(r) => println!(
                 "remote_write: {} samples in {} requests ({} instances × {} rounds, {} in flight) in {:.2} s = \
-                 {:.0} samples/s; server CPU {:.2} s = {:.0} samples per CPU-second; peak RSS {:.0} MiB",
+                 {:.0} samples/s; server CPU {:.2} s = {:.0} samples per CPU-second; peak RSS {:.0} MiB; \
+                 hot table {:.0} bytes per sample; {} retries after 503",
                 r.samples,
                 r.requests,
                 opts.instances,
@@ -65,7 +66,9 @@ async fn main() {
                 r.samples as f64 / r.wall.as_secs_f64(),
                 r.server_cpu.as_secs_f64(),
                 r.samples as f64 / r.server_cpu.as_secs_f64(),
-                r.peak_rss_bytes as f64 / 1048576.0
+                r.peak_rss_bytes as f64 / 1048576.0,
+                r.hot_bytes as f64 / r.samples as f64,
+                r.retries
             ),
             Err(e) => {
                 eprintln!("remote-write: {e}");

@@ -182,7 +182,59 @@ fn push(
     // Account for the series map too (key, value and table overhead).
     chunk.stats.bytes += (chunk.series_last.len() - series_before) * 32;
     chunk.batches.push(SeqBatch { seq, batch });
-    chunk.stats.bytes - before
+    merge_small_tail(chunk);
+    chunk.stats.bytes.saturating_sub(before)
+}
+
+/// A batch below this many rows counts as small.
+const SMALL_BATCH_ROWS: usize = 512;
+/// This many small batches at the end of a chunk are merged into one.
+const SMALL_BATCHES_TO_MERGE: usize = 32;
+
+/// Merges the chunk's trailing small batches into one. A scrape or remote_write request
+/// touches hundreds of tables with a few rows each; kept apart, every such batch costs
+/// ~2 KB of array overhead, more than its rows. The merged batch takes the newest
+/// sequence, its rows in write order: the batches are contiguous and in sequence order
+/// (the WAL thread applies writes in order), so ranking by (`__seq`, `__row`) in
+/// last-write-wins is unchanged.
+fn merge_small_tail(chunk: &mut HotChunk) {
+    let tail = chunk
+        .batches
+        .iter()
+        .rev()
+        .take_while(|b| b.batch.num_rows() < SMALL_BATCH_ROWS)
+        .count();
+    if tail < SMALL_BATCHES_TO_MERGE {
+        return;
+    }
+    let from = chunk.batches.len() - tail;
+    let parts = &chunk.batches[from..];
+    // The union of the parts' columns, in order of first appearance.
+    let mut fields: Vec<arrow::datatypes::FieldRef> = Vec::new();
+    for p in parts {
+        for f in p.batch.schema().fields() {
+            if !fields.iter().any(|x| x.name() == f.name()) {
+                fields.push(Arc::clone(f));
+            }
+        }
+    }
+    let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+    let padded: Result<Vec<RecordBatch>, _> = parts
+        .iter()
+        .map(|p| crate::dedup::to_table_schema(&p.batch, &schema))
+        .collect();
+    let Ok(merged) = padded.and_then(|b| {
+        arrow::compute::concat_batches(&schema, &b)
+            .map_err(datafusion::error::DataFusionError::from)
+    }) else {
+        // Types differ (cannot happen: the table's schema is checked per write); keep them.
+        return;
+    };
+    let old: usize = parts.iter().map(|p| p.batch.get_array_memory_size()).sum();
+    let seq = parts.last().map_or(0, |p| p.seq);
+    chunk.stats.bytes = chunk.stats.bytes.saturating_sub(old) + merged.get_array_memory_size();
+    chunk.batches.truncate(from);
+    chunk.batches.push(SeqBatch { seq, batch: merged });
 }
 
 /// A hash of each row's series: its non-null tags as (name, value) pairs, combined so the
@@ -228,6 +280,63 @@ mod tests {
             time: t,
             line: 1,
         }
+    }
+
+    #[test]
+    fn small_batches_merge_and_keep_their_order() {
+        let mut t = TableBuffer::default();
+        let mut columns = cols();
+        columns.push(ColumnDef {
+            name: "rack".into(),
+            kind: strata_catalog::ColumnKind::Tag,
+        });
+        for i in 0..100_i64 {
+            // Each write one point; every tenth also has a tag the others lack (its
+            // batch has one more column).
+            let mut p = point(i % 7);
+            p.fields = vec![("v".into(), FieldValue::F64(i as f64))];
+            if i % 10 == 0 {
+                p.tags.push(("rack".into(), "r1".into()));
+            }
+            let batch = build_batch(&[&p], &columns).expect("batch");
+            apply_batch(&mut t, i as u64 + 1, batch, 1_000, 0);
+        }
+        let chunk = t.active.values().next().expect("chunk");
+        assert!(chunk.batches.len() < 10, "{} batches", chunk.batches.len());
+        let rows: usize = chunk.batches.iter().map(|b| b.batch.num_rows()).sum();
+        assert_eq!(rows, 100);
+        // Sequences still ascend, and within a merged batch rows are in write order.
+        assert!(chunk.batches.windows(2).all(|w| w[0].seq < w[1].seq));
+        let values: Vec<f64> = chunk
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let v = b.batch.column_by_name("v").expect("v");
+                let v = v
+                    .as_any()
+                    .downcast_ref::<arrow::array::Float64Array>()
+                    .expect("f64")
+                    .clone();
+                v.values().to_vec()
+            })
+            .collect();
+        assert_eq!(values, (0..100).map(|i| i as f64).collect::<Vec<_>>());
+        let merged = &chunk.batches[0].batch;
+        let racks = merged.column_by_name("rack").expect("rack column");
+        assert_eq!(
+            racks.null_count(),
+            merged.num_rows() - merged.num_rows().div_ceil(10)
+        );
+        let bytes: usize = chunk
+            .batches
+            .iter()
+            .map(|b| b.batch.get_array_memory_size())
+            .sum();
+        assert!(
+            chunk.stats.bytes >= bytes && chunk.stats.bytes < bytes + 4096,
+            "{} vs {bytes}",
+            chunk.stats.bytes
+        );
     }
 
     #[test]
