@@ -99,14 +99,15 @@ impl TableBuffer {
 }
 
 /// Applies one table's batch of one write: merges its columns into the table's and
-/// appends it to the chunks its rows fall in. Returns the bytes added.
+/// appends it to the chunks its rows fall in. Returns the change in bytes, which is
+/// negative when merging small batches saved more than the write added.
 pub fn apply_batch(
     table: &mut TableBuffer,
     seq: u64,
     batch: RecordBatch,
     chunk_ns: i64,
     now: i64,
-) -> usize {
+) -> isize {
     for f in batch.schema().fields() {
         if let Some(c) = column_def(f) {
             add_column(&mut table.columns, c);
@@ -156,7 +157,7 @@ fn push(
     batch: RecordBatch,
     times: &[i64],
     now: i64,
-) -> usize {
+) -> isize {
     let (min_t, max_t) = times
         .iter()
         .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
@@ -183,7 +184,7 @@ fn push(
     chunk.stats.bytes += (chunk.series_last.len() - series_before) * 32;
     chunk.batches.push(SeqBatch { seq, batch });
     merge_small_tail(chunk);
-    chunk.stats.bytes.saturating_sub(before)
+    chunk.stats.bytes as isize - before as isize
 }
 
 /// A batch below this many rows counts as small.

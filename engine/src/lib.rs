@@ -257,7 +257,16 @@ impl Shared {
             added += apply_batch(t, seq, batch, chunk_ns, now);
         }
         st.applied_seq = st.applied_seq.max(seq);
-        let total = self.hot_bytes.fetch_add(added, Ordering::Relaxed) + added;
+        let total = if added >= 0 {
+            self.hot_bytes
+                .fetch_add(added.unsigned_abs(), Ordering::Relaxed)
+                + added.unsigned_abs()
+        } else {
+            let saved = added.unsigned_abs();
+            self.hot_bytes
+                .fetch_sub(saved, Ordering::Relaxed)
+                .saturating_sub(saved)
+        };
         metrics::gauge!("strata_hot_bytes").set(total as f64);
         if total * 10 >= self.config.memory_budget_bytes * 7 {
             self.persist_wanted.notify_one();
