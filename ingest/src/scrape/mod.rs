@@ -19,6 +19,7 @@
 //! samples of a page with some bad lines are kept (Prometheus would drop the whole
 //! page); the bad lines are reported in `system.scrape_targets.last_error`.
 
+mod coalesce;
 pub mod relabel;
 mod status;
 
@@ -30,7 +31,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use strata_catalog::units::parse_duration;
-use strata_engine::{Engine, FieldValue, Point, WriteOptions};
+use strata_engine::{Engine, FieldValue, Point};
 use tokio::task::JoinHandle;
 
 use crate::exposition::{self, Dialect, VALUE_FIELD};
@@ -379,17 +380,20 @@ impl Scraper {
             .build()
             .map_err(|e| ScrapeError::Client(e.to_string()))?;
         let status = Arc::new(ScrapeStatus::default());
-        let handles = jobs
+        let (writer, writer_task) = coalesce::Coalescer::start(Arc::clone(&engine));
+        let mut handles: Vec<JoinHandle<()>> = jobs
             .into_iter()
             .map(|job| {
                 tokio::spawn(supervise(
                     Arc::clone(&engine),
+                    Arc::clone(&writer),
                     job,
                     client.clone(),
                     Arc::clone(&status),
                 ))
             })
             .collect();
+        handles.push(writer_task);
         Ok(Self {
             status,
             jobs: handles,
@@ -456,6 +460,7 @@ fn refresh_file(job: &str, path: &std::path::Path, state: &mut FileState) {
 /// Keeps a job's target tasks in line with its static targets and target files.
 async fn supervise(
     engine: Arc<Engine>,
+    writer: Arc<coalesce::Coalescer>,
     job: Arc<Job>,
     client: reqwest::Client,
     status: Arc<ScrapeStatus>,
@@ -525,6 +530,7 @@ async fn supervise(
             );
             let task = tokio::spawn(run_target(
                 Arc::clone(&engine),
+                Arc::clone(&writer),
                 Arc::clone(&job),
                 Arc::new(t.clone()),
                 client.clone(),
@@ -565,6 +571,7 @@ fn offset(job: &str, url: &str, interval: Duration, now_ns: i64) -> Duration {
 
 async fn run_target(
     engine: Arc<Engine>,
+    writer: Arc<coalesce::Coalescer>,
     job: Arc<Job>,
     target: Arc<Target>,
     client: reqwest::Client,
@@ -582,7 +589,7 @@ async fn run_target(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         ticks.tick().await;
-        scrape_once(&engine, &job, &target, &client, &status, &key).await;
+        scrape_once(&engine, &writer, &job, &target, &client, &status, &key).await;
     }
 }
 
@@ -772,6 +779,7 @@ fn health_point(name: &str, target: &Target, value: f64, time: i64) -> Point {
 
 async fn scrape_once(
     engine: &Engine,
+    writer: &coalesce::Coalescer,
     job: &Arc<Job>,
     target: &Arc<Target>,
     client: &reqwest::Client,
@@ -805,17 +813,14 @@ async fn scrape_once(
         points.push(health_point(name, target, value, now));
     }
     let mut error = page.error;
-    match engine
-        .write(&job.database, points, WriteOptions::default())
-        .await
-    {
-        Ok(o) => {
-            crate::http::count("scrape", "accepted", o.accepted);
-            if let Some(first) = o.rejected.first() {
-                crate::http::count("scrape", "rejected", o.rejected.len());
+    match writer.write(&job.database, points).await {
+        Ok((accepted, rejected)) => {
+            crate::http::count("scrape", "accepted", accepted);
+            if let Some(first) = rejected.first() {
+                crate::http::count("scrape", "rejected", rejected.len());
                 let msg = format!(
                     "{} sample(s) refused by the store; first: line {}: {}",
-                    o.rejected.len(),
+                    rejected.len(),
                     first.line,
                     first.reason
                 );
