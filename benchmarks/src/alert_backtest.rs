@@ -35,10 +35,7 @@ pub struct Measured {
 
 pub async fn run(opts: &Options) -> Result<Measured, Box<dyn std::error::Error + Send + Sync>> {
     let work = tempfile::tempdir()?;
-    let binary = match &opts.strata {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("strata"),
-    };
+    let binary = crate::server::strata_binary(opts.strata.as_deref())?;
     let strata = Strata::start(&binary, &work.path().join("data"), &[])?;
     let client = reqwest::Client::new();
     let now = i64::try_from(

@@ -61,10 +61,7 @@ pub async fn run(opts: &Options) -> Result<Vec<f64>, Box<dyn std::error::Error +
              [[alerting.receivers.webhook]]\nurl = \"{hook}\"\n"
         ),
     )?;
-    let binary = match &opts.strata {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("strata"),
-    };
+    let binary = crate::server::strata_binary(opts.strata.as_deref())?;
     let config_arg = config.to_string_lossy().to_string();
     let strata = Strata::start(
         &binary,

@@ -58,10 +58,7 @@ pub struct ScrapeOptions {
 }
 
 fn binary(opt: &Option<PathBuf>) -> Result<PathBuf> {
-    Ok(match opt {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("strata"),
-    })
+    Ok(crate::server::strata_binary(opt.as_deref())?)
 }
 
 #[derive(Debug)]

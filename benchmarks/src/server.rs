@@ -75,6 +75,14 @@ pub fn spawn(binary: &Path, data_dir: &Path, extra: &[&str]) -> std::io::Result<
     }
 }
 
+/// The `strata` binary: `given`, else the one beside this harness.
+pub fn strata_binary(given: Option<&Path>) -> std::io::Result<std::path::PathBuf> {
+    match given {
+        Some(b) => Ok(b.to_path_buf()),
+        None => Ok(std::env::current_exe()?.with_file_name("strata")),
+    }
+}
+
 impl Strata {
     pub fn start(binary: &Path, data_dir: &Path, extra: &[&str]) -> std::io::Result<Self> {
         let (child, addrs) = spawn(binary, data_dir, extra)?;

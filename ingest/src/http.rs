@@ -85,7 +85,7 @@ impl WriteParams {
             .unwrap_or(DEFAULT_DATABASE)
     }
 
-    /// For protocols whose senders cannot split a request: the valid points are stored.
+    /// The valid points are stored whatever else the request holds.
     fn partial_options(&self) -> WriteOptions {
         WriteOptions {
             no_sync: self.no_sync.unwrap_or(false),
@@ -240,14 +240,8 @@ async fn remote_write(
         .map(|e| (e.series, e.message))
         .collect();
     if !decoded.points.is_empty() {
-        match s
-            .engine
-            .write(p.database(), decoded.points, p.partial_options())
-            .await
-        {
+        match store(&s, &p, decoded.points, PATH).await {
             Ok(o) => {
-                count(PATH, "accepted", o.accepted);
-                count(PATH, "rejected", o.rejected.len());
                 errors.extend(o.rejected.into_iter().map(|r| (r.line, r.reason)));
             }
             Err(e) => return engine_error(e, "", PATH),
@@ -345,14 +339,8 @@ async fn otlp_metrics(
     let mut rejected: usize = decoded.errors.iter().map(|e| e.2).sum();
     let mut first = decoded.errors.first().map(|(_, msg, _)| msg.clone());
     if !decoded.points.is_empty() {
-        match s
-            .engine
-            .write(p.database(), decoded.points, p.partial_options())
-            .await
-        {
+        match store(&s, &p, decoded.points, PATH).await {
             Ok(o) => {
-                count(PATH, "accepted", o.accepted);
-                count(PATH, "rejected", o.rejected.len());
                 rejected += o.rejected.len();
                 if first.is_none() {
                     first = o.rejected.first().map(|r| {
@@ -389,6 +377,23 @@ async fn otlp_metrics(
         .map(|m| format!("{rejected} data point(s) refused; first: {m}"))
         .unwrap_or_default();
     reply(StatusCode::OK, otlp::response(encoding, rejected, &message))
+}
+
+/// Writes a decoded request of a protocol whose senders cannot split it (the valid points
+/// are stored) and counts the outcome under `path`.
+async fn store(
+    s: &IngestState,
+    p: &WriteParams,
+    points: Vec<Point>,
+    path: &'static str,
+) -> Result<strata_engine::WriteOutcome, strata_engine::Error> {
+    let o = s
+        .engine
+        .write(p.database(), points, p.partial_options())
+        .await?;
+    count(path, "accepted", o.accepted);
+    count(path, "rejected", o.rejected.len());
+    Ok(o)
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {

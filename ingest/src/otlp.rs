@@ -21,7 +21,7 @@
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Metric, metric::Data, number_data_point,
+    AggregationTemporality, Gauge, Metric, Sum, metric::Data, number_data_point,
 };
 use prost::Message;
 use strata_engine::{FieldValue, Point};
@@ -268,10 +268,20 @@ fn metric_points(
         });
     };
     let mut dropped = 0;
-    let mut tags_with = |attrs: &[KeyValue]| -> Result<Vec<(String, String)>, String> {
+    let mut tags_with = |attrs: &[KeyValue]| {
         let mut tags = base.to_vec();
         dropped += add_attributes(&mut tags, attrs);
-        Ok(tags)
+        tags
+    };
+    let temporality_known = |kind: &str, t: i32| {
+        if t == AggregationTemporality::Unspecified as i32 {
+            Err(format!(
+                "{kind} `{}` has no aggregation temporality (cumulative or delta)",
+                metric.name
+            ))
+        } else {
+            Ok(())
+        }
     };
     let mut skipped = 0;
     match &metric.data {
@@ -281,47 +291,25 @@ fn metric_points(
                 metric.name
             ));
         }
-        Some(Data::Gauge(g)) => {
-            for p in &g.data_points {
+        Some(Data::Gauge(Gauge { data_points, .. }) | Data::Sum(Sum { data_points, .. })) => {
+            if let Some(Data::Sum(s)) = &metric.data {
+                temporality_known("sum", s.aggregation_temporality)?;
+            }
+            for p in data_points {
                 if p.flags & NO_RECORDED_VALUE != 0 {
                     skipped += 1;
                     continue;
                 }
                 push(
                     name.clone(),
-                    tags_with(&p.attributes)?,
-                    number(p.value.as_ref())?,
-                    time_of(p.time_unix_nano, now)?,
-                );
-            }
-        }
-        Some(Data::Sum(s)) => {
-            if s.aggregation_temporality == AggregationTemporality::Unspecified as i32 {
-                return Err(format!(
-                    "sum `{}` has no aggregation temporality (cumulative or delta)",
-                    metric.name
-                ));
-            }
-            for p in &s.data_points {
-                if p.flags & NO_RECORDED_VALUE != 0 {
-                    skipped += 1;
-                    continue;
-                }
-                push(
-                    name.clone(),
-                    tags_with(&p.attributes)?,
+                    tags_with(&p.attributes),
                     number(p.value.as_ref())?,
                     time_of(p.time_unix_nano, now)?,
                 );
             }
         }
         Some(Data::Histogram(h)) => {
-            if h.aggregation_temporality == AggregationTemporality::Unspecified as i32 {
-                return Err(format!(
-                    "histogram `{}` has no aggregation temporality (cumulative or delta)",
-                    metric.name
-                ));
-            }
+            temporality_known("histogram", h.aggregation_temporality)?;
             for p in &h.data_points {
                 if p.flags & NO_RECORDED_VALUE != 0 {
                     skipped += 1;
@@ -337,7 +325,7 @@ fn metric_points(
                         p.explicit_bounds.len()
                     ));
                 }
-                let tags = tags_with(&p.attributes)?;
+                let tags = tags_with(&p.attributes);
                 let time = time_of(p.time_unix_nano, now)?;
                 let mut cumulative: u64 = 0;
                 for (i, c) in p.bucket_counts.iter().enumerate() {
@@ -362,7 +350,7 @@ fn metric_points(
                     skipped += 1;
                     continue;
                 }
-                let tags = tags_with(&p.attributes)?;
+                let tags = tags_with(&p.attributes);
                 let time = time_of(p.time_unix_nano, now)?;
                 for q in &p.quantile_values {
                     let mut t = tags.clone();

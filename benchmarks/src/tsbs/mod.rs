@@ -216,10 +216,7 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
     };
 
     let data_dir = work.join("strata");
-    let binary = match &opts.strata {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?.with_file_name("strata"),
-    };
+    let binary = crate::server::strata_binary(opts.strata.as_deref())?;
     let server = Strata::start(&binary, &data_dir, &["--persist-age", &opts.persist_age])?;
     let pid = server.child.id();
     let client = reqwest::Client::new();
