@@ -156,6 +156,14 @@ pub struct StorageFile {
     pub wal_segment_size: Option<String>,
     pub wal_max_batch_delay: Option<String>,
     pub hot_retention: Option<String>,
+    /// Retention of the warm tier (1-minute rollups).
+    pub warm_retention: Option<String>,
+    /// Retention of the cold tier (1-hour rollups).
+    pub cold_retention: Option<String>,
+    /// How long a file leaving by retention stays in its store for running queries.
+    pub retention_grace: Option<String>,
+    /// How often rollups and retention run.
+    pub rollup_interval: Option<String>,
     pub max_columns_per_table: Option<usize>,
 }
 
@@ -233,8 +241,36 @@ impl Settings {
         if let Some(v) = &s.wal_max_batch_delay {
             engine.wal_max_batch_delay = duration("wal_max_batch_delay", v)?;
         }
-        if let Some(v) = &s.hot_retention {
-            engine.hot_retention = duration("hot_retention", v)?;
+        for (key, value, slot) in [
+            ("hot_retention", &s.hot_retention, &mut engine.hot_retention),
+            (
+                "warm_retention",
+                &s.warm_retention,
+                &mut engine.warm_retention,
+            ),
+            (
+                "cold_retention",
+                &s.cold_retention,
+                &mut engine.cold_retention,
+            ),
+            (
+                "rollup_interval",
+                &s.rollup_interval,
+                &mut engine.rollup_interval,
+            ),
+        ] {
+            if let Some(v) = value {
+                *slot = duration(key, v)?;
+                if slot.is_zero() {
+                    return Err(ConfigError::Value {
+                        key,
+                        reason: "must be positive".into(),
+                    });
+                }
+            }
+        }
+        if let Some(v) = &s.retention_grace {
+            engine.retention_grace = duration("retention_grace", v)?;
         }
         if let Some(v) = s.max_columns_per_table {
             engine.max_columns_per_table = v;

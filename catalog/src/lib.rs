@@ -20,13 +20,15 @@ pub mod alerts;
 pub mod auth;
 pub mod clock;
 mod paths;
+pub mod ranges;
 mod state;
 pub mod units;
 
 pub use paths::CatalogPath;
+pub use ranges::RangeSet;
 pub use state::{
-    CatalogState, ColumnDef, ColumnKind, DatabaseDef, FieldType, FileId, ParquetFileMeta, TableDef,
-    Tier,
+    CatalogState, ColumnDef, ColumnKind, DatabaseDef, FieldType, FileId, ParquetFileMeta,
+    PendingDelete, RetentionOverride, RollupProgress, TableDef, Tier,
 };
 
 use std::sync::Arc;

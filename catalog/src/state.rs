@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{AlertRuleDef, SilenceDef};
+use crate::ranges::RangeSet;
 
 /// One complete version of the catalog.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -20,6 +21,10 @@ pub struct CatalogState {
     /// Silences by id.
     #[serde(default)]
     pub silences: BTreeMap<String, SilenceDef>,
+    /// Files no longer registered (retention, compaction, replaced rollups), deleted from
+    /// their store once `delete_after` has passed, so queries that planned them can finish.
+    #[serde(default)]
+    pub pending_deletes: Vec<PendingDelete>,
 }
 
 impl CatalogState {
@@ -47,6 +52,47 @@ impl CatalogState {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DatabaseDef {
     pub tables: BTreeMap<String, TableDef>,
+    /// Retention set for this database at run time; unset tiers follow the server's policy.
+    #[serde(default)]
+    pub retention: RetentionOverride,
+}
+
+/// Per-tier retention of one database, in ns; `None` keeps the server's setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionOverride {
+    #[serde(default)]
+    pub hot: Option<i64>,
+    #[serde(default)]
+    pub warm: Option<i64>,
+    #[serde(default)]
+    pub cold: Option<i64>,
+}
+
+impl RetentionOverride {
+    pub fn get(&self, tier: Tier) -> Option<i64> {
+        match tier {
+            Tier::Hot => self.hot,
+            Tier::Warm => self.warm,
+            Tier::Cold => self.cold,
+        }
+    }
+
+    pub fn set(&mut self, tier: Tier, v: Option<i64>) {
+        match tier {
+            Tier::Hot => self.hot = v,
+            Tier::Warm => self.warm = v,
+            Tier::Cold => self.cold = v,
+        }
+    }
+}
+
+/// A file waiting for its grace period to end before it is deleted from its store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingDelete {
+    pub path: String,
+    pub tier: Tier,
+    /// ns since the epoch, from the injected clock.
+    pub delete_after: i64,
 }
 
 impl DatabaseDef {
@@ -61,6 +107,59 @@ impl DatabaseDef {
 pub struct TableDef {
     pub columns: Vec<ColumnDef>,
     pub files: Vec<ParquetFileMeta>,
+    /// How far the rollup tiers have got.
+    #[serde(default)]
+    pub rollup: RollupProgress,
+}
+
+/// Rollup bookkeeping of one table, committed with the files it describes so a restart
+/// resumes where the last commit left off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollupProgress {
+    /// Every warm (1-minute) bucket before this time is rolled up from raw data.
+    #[serde(default)]
+    pub warm_done_to: Option<i64>,
+    /// Every cold (1-hour) bucket before this time is rolled up from the warm tier.
+    #[serde(default)]
+    pub cold_done_to: Option<i64>,
+    /// Warm buckets below `warm_done_to` that late data changed: to recompute.
+    #[serde(default)]
+    pub warm_dirty: RangeSet,
+    /// Cold buckets below `cold_done_to` whose warm buckets changed: to recompute.
+    #[serde(default)]
+    pub cold_dirty: RangeSet,
+}
+
+impl RollupProgress {
+    pub fn done_to(&self, tier: Tier) -> Option<i64> {
+        match tier {
+            Tier::Hot => None,
+            Tier::Warm => self.warm_done_to,
+            Tier::Cold => self.cold_done_to,
+        }
+    }
+
+    pub fn dirty_mut(&mut self, tier: Tier) -> Option<&mut RangeSet> {
+        match tier {
+            Tier::Hot => None,
+            Tier::Warm => Some(&mut self.warm_dirty),
+            Tier::Cold => Some(&mut self.cold_dirty),
+        }
+    }
+
+    /// Marks the buckets of `tier` that `[start, end)` touches dirty, if that tier has
+    /// already rolled them up.
+    pub fn mark_dirty(&mut self, tier: Tier, start: i64, end: i64) {
+        let Some(done) = self.done_to(tier) else {
+            return;
+        };
+        let res = tier.resolution_ns();
+        let lo = start.div_euclid(res) * res;
+        let hi = end.saturating_sub(1).div_euclid(res).saturating_add(1) * res;
+        if let Some(d) = self.dirty_mut(tier) {
+            d.add(lo, hi.min(done));
+        }
+    }
 }
 
 impl TableDef {
@@ -121,17 +220,52 @@ impl FieldType {
 #[serde(transparent)]
 pub struct FileId(pub u64);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     /// Full-resolution data persisted from the hot table.
     Hot,
+    /// 1-minute rollups of the hot tier.
+    Warm,
+    /// 1-hour rollups of the warm tier.
+    Cold,
 }
 
 impl Tier {
+    pub const ALL: [Self; 3] = [Self::Hot, Self::Warm, Self::Cold];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Hot => "hot",
+            Self::Warm => "warm",
+            Self::Cold => "cold",
+        }
+    }
+
+    /// The width of one row's bucket (ns); 1 for raw data.
+    pub fn resolution_ns(self) -> i64 {
+        match self {
+            Self::Hot => 1,
+            Self::Warm => 60_000_000_000,
+            Self::Cold => 3_600_000_000_000,
+        }
+    }
+
+    /// The tier a rollup tier is computed from.
+    pub fn source(self) -> Option<Self> {
+        match self {
+            Self::Hot => None,
+            Self::Warm => Some(Self::Hot),
+            Self::Cold => Some(Self::Warm),
+        }
+    }
+
+    /// The SQL schema that exposes the tier directly (`public` for raw data).
+    pub fn schema_name(self) -> &'static str {
+        match self {
+            Self::Hot => "public",
+            Self::Warm => "rollup_1m",
+            Self::Cold => "rollup_1h",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `strata-engine` owns the write path and the data at rest: the WAL, the hot in-memory
-//! table, persistence to Parquet, and (later) compaction, rollups and retention. Every
-//! path it writes is built in [`paths`]; the WAL format is documented in [`wal`], the
-//! Parquet layout in [`persist`].
+//! table, persistence to Parquet, rollups into the warm and cold tiers, and retention
+//! ([`tiers`]). Every path it writes is built in [`paths`]; the WAL format is documented
+//! in [`wal`], the Parquet layout in [`persist`], the rollup format in [`rollup`].
 //!
 //! It must not parse wire protocols (that is `strata-ingest`) or plan user SQL (that is
 //! `strata-sql`); it uses DataFusion only to deduplicate and sort what it persists, and
@@ -20,8 +20,11 @@ pub mod dedup;
 pub mod last_values;
 pub mod paths;
 pub mod persist;
+pub mod rollup;
+pub mod scan;
 pub mod schema;
 pub mod system;
+pub mod tiers;
 pub mod wal;
 pub mod write;
 
@@ -48,6 +51,7 @@ use crate::buffer::{FrozenChunk, SeqBatch, TableBuffer, apply_batch};
 use crate::clock::Clock;
 use crate::paths::{ParquetFilePath, wal_dir};
 use crate::schema::{TIME_COLUMN, arrow_schema};
+pub use crate::tiers::TierReport;
 use crate::wal::{SegmentWriter, WalRecord};
 pub use crate::write::{FieldValue, Point, PointLimits, RejectedPoint};
 
@@ -67,6 +71,8 @@ pub enum Error {
     AllOrNothing { rejected: Vec<RejectedPoint> },
     #[error("the WAL could not store the write: {0}")]
     Wal(String),
+    #[error("invalid retention: {0}")]
+    InvalidRetention(String),
     #[error("the engine is shutting down")]
     ShuttingDown,
     #[error("catalog: {0}")]
@@ -109,8 +115,27 @@ pub struct EngineConfig {
     /// Longest the WAL waits to add writes that are already on their way to a group
     /// commit. A maximum, not a tick: a lone write is written and fsynced at once.
     pub wal_max_batch_delay: Duration,
-    /// Points older than this (relative to the clock) are rejected.
+    /// Points older than this (relative to the clock) are rejected, and raw files whose
+    /// chunk ended this long ago are removed (once rolled up).
     pub hot_retention: Duration,
+    /// Warm-tier (1-minute rollup) files are removed this long after their window ends.
+    pub warm_retention: Duration,
+    /// Cold-tier (1-hour rollup) files are removed this long after their window ends.
+    pub cold_retention: Duration,
+    /// A file leaving the catalog (retention) is deleted from its store this much later,
+    /// so queries already reading it finish.
+    pub retention_grace: Duration,
+    /// How often rollups and retention run.
+    pub rollup_interval: Duration,
+    /// A window is rolled up once it ended this long ago (late data after that makes its
+    /// buckets dirty and they are recomputed).
+    pub rollup_settle: Duration,
+    /// Time span of one warm-tier rollup file.
+    pub warm_window: Duration,
+    /// Time span of one cold-tier rollup file.
+    pub cold_window: Duration,
+    /// Where the cold tier lives; `None` is `cold/` under the data directory.
+    pub cold_store: Option<Arc<dyn ObjectStore>>,
     pub max_columns_per_table: usize,
     pub max_name_bytes: usize,
 }
@@ -127,6 +152,14 @@ impl Default for EngineConfig {
             wal_max_group_bytes: 32 << 20,
             wal_max_batch_delay: Duration::from_millis(2),
             hot_retention: Duration::from_secs(7 * 24 * 3600),
+            warm_retention: Duration::from_secs(30 * 24 * 3600),
+            cold_retention: Duration::from_secs(365 * 24 * 3600),
+            retention_grace: Duration::from_secs(300),
+            rollup_interval: Duration::from_secs(30),
+            rollup_settle: Duration::from_secs(1200),
+            warm_window: Duration::from_secs(3600),
+            cold_window: Duration::from_secs(24 * 3600),
+            cold_store: None,
             max_columns_per_table: 1000,
             max_name_bytes: 512,
         }
@@ -227,6 +260,10 @@ struct Shared {
     store: Arc<dyn ObjectStore>,
     /// The same store as `store`, for what only a local directory has (fsync).
     local: Arc<LocalFileSystem>,
+    /// The cold tier's store.
+    cold: Arc<dyn ObjectStore>,
+    /// The same store as `cold` when it is a local directory (for fsync).
+    cold_local: Option<Arc<LocalFileSystem>>,
     hot_bytes: AtomicUsize,
     next_file_id: AtomicU64,
     closed: AtomicBool,
@@ -306,8 +343,12 @@ pub struct Engine {
     shared: Arc<Shared>,
     wal_tx: std::sync::mpsc::Sender<WalMsg>,
     persist_lock: tokio::sync::Mutex<()>,
+    maintenance_lock: tokio::sync::Mutex<()>,
     df: SessionContext,
+    /// Runs rollups on one partition, so they take one core at most from queries.
+    rollup_df: SessionContext,
     persister: parking_lot::Mutex<Option<AbortOnDrop>>,
+    maintainer: parking_lot::Mutex<Option<AbortOnDrop>>,
     system_tables: RwLock<Vec<Arc<dyn system::SystemTable>>>,
 }
 
@@ -341,6 +382,18 @@ impl Engine {
         })?;
         let local = Arc::new(LocalFileSystem::new_with_prefix(&config.data_dir)?);
         let store: Arc<dyn ObjectStore> = Arc::clone(&local) as _;
+        let (cold, cold_local) = match &config.cold_store {
+            Some(s) => (Arc::clone(s), None),
+            None => {
+                let dir = config.data_dir.join("cold");
+                std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let l = Arc::new(LocalFileSystem::new_with_prefix(&dir)?);
+                (Arc::clone(&l) as Arc<dyn ObjectStore>, Some(l))
+            }
+        };
         let catalog = Catalog::load(Arc::clone(&store)).await?;
         let cat = catalog.snapshot();
         let mut state = State::default();
@@ -352,6 +405,7 @@ impl Engine {
                 max_file_seq = t
                     .files
                     .iter()
+                    .filter(|f| f.tier == Tier::Hot)
                     .map(|f| f.max_seq)
                     .fold(max_file_seq, u64::max);
             }
@@ -364,6 +418,8 @@ impl Engine {
             catalog: Arc::new(catalog),
             store,
             local,
+            cold,
+            cold_local,
             hot_bytes: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             persist_wanted: Notify::new(),
@@ -409,12 +465,28 @@ impl Engine {
                 source,
             })?;
 
+        let df = SessionContext::new();
+        let rollup_df = SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new().with_target_partitions(1),
+        );
+        for ctx in [&df, &rollup_df] {
+            for (url, s) in [
+                (scan::DATA_STORE_URL, &shared.store),
+                (scan::COLD_STORE_URL, &shared.cold),
+            ] {
+                let url = url::Url::parse(url).map_err(|e| Error::Wal(e.to_string()))?;
+                ctx.register_object_store(&url, Arc::clone(s));
+            }
+        }
         let engine = Arc::new(Self {
             shared,
             wal_tx,
             persist_lock: tokio::sync::Mutex::new(()),
-            df: SessionContext::new(),
+            maintenance_lock: tokio::sync::Mutex::new(()),
+            df,
+            rollup_df,
             persister: parking_lot::Mutex::new(None),
+            maintainer: parking_lot::Mutex::new(None),
             system_tables: RwLock::new(Vec::new()),
         });
         let weak = Arc::downgrade(&engine);
@@ -431,6 +503,19 @@ impl Engine {
             }
         });
         *engine.persister.lock() = Some(AbortOnDrop(handle));
+        let weak = Arc::downgrade(&engine);
+        let interval = engine.shared.config.rollup_interval;
+        let handle = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(e) = weak.upgrade() else { return };
+                if let Err(err) = e.maintain_tiers().await {
+                    metrics::counter!("strata_rollup_errors_total").increment(1);
+                    tracing::warn!(error = %err, "tier maintenance failed; will retry");
+                }
+            }
+        });
+        *engine.maintainer.lock() = Some(AbortOnDrop(handle));
         Ok((engine, report))
     }
 
@@ -771,6 +856,22 @@ impl Engine {
         self.shared.catalog.snapshot()
     }
 
+    /// The store a tier's files live in.
+    pub fn tier_store(&self, tier: Tier) -> Arc<dyn ObjectStore> {
+        match tier {
+            Tier::Hot | Tier::Warm => Arc::clone(&self.shared.store),
+            Tier::Cold => Arc::clone(&self.shared.cold),
+        }
+    }
+
+    fn allocate_file_id(&self) -> u64 {
+        self.shared.next_file_id.fetch_add(1, Ordering::SeqCst)
+    }
+
+    fn next_file_id(&self) -> u64 {
+        self.shared.next_file_id.load(Ordering::SeqCst)
+    }
+
     /// Persists due chunks (or, with `all`, every hot chunk) to Parquet, registers them in
     /// the catalog, and lets the WAL drop what is now persisted. Returns files written.
     pub async fn persist(&self, all: bool) -> Result<usize> {
@@ -794,7 +895,7 @@ impl Engine {
         if done.is_empty() {
             return Ok(0);
         }
-        let next_id = self.shared.next_file_id.load(Ordering::SeqCst);
+        let next_id = self.next_file_id();
         let committed = self
             .shared
             .catalog
@@ -803,6 +904,9 @@ impl Engine {
                     let t = s.database_mut(&chunk.db).table_mut(&chunk.table);
                     t.merge_columns(columns);
                     t.files.push(meta.clone());
+                    // Late data for buckets already rolled up.
+                    t.rollup
+                        .mark_dirty(Tier::Warm, meta.min_time, meta.max_time.saturating_add(1));
                 }
                 s.next_file_id = s.next_file_id.max(next_id);
             })
@@ -919,8 +1023,9 @@ impl Engine {
             tokio::task::spawn_blocking(move || persist::encode_parquet(&schema, &batches, &cols))
                 .await
                 .map_err(|e| Error::Wal(format!("parquet encoder task failed: {e}")))??;
-        let id = strata_catalog::FileId(self.shared.next_file_id.fetch_add(1, Ordering::SeqCst));
+        let id = strata_catalog::FileId(self.allocate_file_id());
         let path = ParquetFilePath {
+            tier: Tier::Hot,
             db: chunk.db.clone(),
             table: chunk.table.clone(),
             chunk_start: chunk.start,
@@ -949,10 +1054,19 @@ impl Engine {
     /// Fsyncs a file of the local data store (and its directory), given its object path.
     /// `object_store`'s local store renames files into place but does not fsync them.
     async fn fsync_data_file(&self, rel: &str) -> Result<()> {
-        let path = self
-            .shared
-            .local
-            .path_to_filesystem(&object_store::path::Path::from(rel))?;
+        self.fsync_tier_file(Tier::Hot, rel).await
+    }
+
+    /// Fsyncs a file of a tier's store if that store is a local directory.
+    async fn fsync_tier_file(&self, tier: Tier, rel: &str) -> Result<()> {
+        let local = match tier {
+            Tier::Hot | Tier::Warm => &self.shared.local,
+            Tier::Cold => match &self.shared.cold_local {
+                Some(l) => l,
+                None => return Ok(()),
+            },
+        };
+        let path = local.path_to_filesystem(&object_store::path::Path::from(rel))?;
         tokio::task::spawn_blocking(move || -> Result<()> {
             let sync = |p: &std::path::Path| {
                 std::fs::File::open(p)
@@ -977,6 +1091,7 @@ impl Engine {
     pub async fn shutdown(&self) {
         self.shared.closed.store(true, Ordering::Release);
         self.persister.lock().take();
+        self.maintainer.lock().take();
         let (tx, rx) = oneshot::channel();
         if self.wal_tx.send(WalMsg::Close { reply: tx }).is_ok() {
             let _ = rx.await;
@@ -1024,7 +1139,7 @@ fn file_columns(table: &[ColumnDef], chunk: &FrozenChunk) -> Vec<ColumnDef> {
         .collect()
 }
 
-fn time_range(batches: &[RecordBatch]) -> Option<(i64, i64)> {
+pub(crate) fn time_range(batches: &[RecordBatch]) -> Option<(i64, i64)> {
     let mut out: Option<(i64, i64)> = None;
     for b in batches {
         let Some(t) = b
@@ -1054,7 +1169,7 @@ fn replay_record(shared: &Shared, cat: &CatalogState, rec: WalRecord) -> (usize,
             .map(|t| {
                 t.files
                     .iter()
-                    .filter(|f| f.max_seq >= rec.seq)
+                    .filter(|f| f.tier == Tier::Hot && f.max_seq >= rec.seq)
                     .map(|f| (f.chunk_start, f.chunk_end))
                     .collect()
             })

@@ -3,13 +3,17 @@
 //! Layout under the data directory:
 //! - `wal/00000000000000000001.wal`: WAL segments, named by their first sequence number.
 //! - `catalog/…`: catalog versions (see `strata-catalog`).
-//! - `dbs/<db>/<table>/<chunk_start>/<file_id>.parquet`: persisted files; names are
+//! - `dbs/<db>/<table>/<chunk_start>/<file_id>.parquet`: persisted raw files; names are
 //!   percent-encoded so any database or table name is a single safe path segment.
+//! - `rollup_1m/<db>/<table>/<window_start>/<file_id>.parquet`: warm-tier rollups.
+//! - `rollup_1h/<db>/<table>/<window_start>/<file_id>.parquet`: cold-tier rollups, in the
+//!   cold store (its own directory, `cold/` under the data directory by default, or a
+//!   bucket).
 
 use std::path::{Path, PathBuf};
 
 use object_store::path::Path as ObjectPath;
-use strata_catalog::FileId;
+use strata_catalog::{FileId, Tier};
 
 /// The WAL directory of a data directory.
 pub fn wal_dir(data_dir: &Path) -> PathBuf {
@@ -41,6 +45,7 @@ impl WalSegmentName {
 /// Where a persisted Parquet file lives in the data object store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParquetFilePath {
+    pub tier: Tier,
     pub db: String,
     pub table: String,
     pub chunk_start: i64,
@@ -50,8 +55,13 @@ pub struct ParquetFilePath {
 impl ParquetFilePath {
     pub fn to_object_path(&self) -> ObjectPath {
         // `Path::from_iter` percent-encodes each part, so `/` or `..` in a name stay inside it.
+        let top = match self.tier {
+            Tier::Hot => "dbs",
+            Tier::Warm => "rollup_1m",
+            Tier::Cold => "rollup_1h",
+        };
         ObjectPath::from_iter([
-            "dbs".to_string(),
+            top.to_string(),
             self.db.clone(),
             self.table.clone(),
             self.chunk_start.to_string(),
@@ -75,6 +85,7 @@ mod tests {
     #[test]
     fn parquet_paths_escape_names() {
         let p = ParquetFilePath {
+            tier: Tier::Hot,
             db: "my/db".into(),
             table: "..".into(),
             chunk_start: 600,

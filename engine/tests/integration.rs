@@ -2,3 +2,4 @@
 //! truncation and replay, on a real data directory.
 
 mod engine;
+mod tiers;

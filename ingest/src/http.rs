@@ -572,7 +572,9 @@ fn engine_error(e: strata_engine::Error, text: &str, path: &'static str) -> Resp
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
-        E::InvalidDatabase { .. } => error(StatusCode::BAD_REQUEST, e.to_string()),
+        E::InvalidDatabase { .. } | E::InvalidRetention(_) => {
+            error(StatusCode::BAD_REQUEST, e.to_string())
+        }
         E::AllOrNothing { rejected } => {
             let lines: Vec<&str> = influxdb_line_protocol::split_lines(text).collect();
             let errs = rejected

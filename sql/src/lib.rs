@@ -39,7 +39,6 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use strata_engine::Engine;
 
 use crate::catalog::{DatabaseList, PUBLIC_SCHEMA};
-use crate::table::DATA_STORE_URL;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -131,8 +130,10 @@ impl QueryEngine {
                 .with_memory_limit(config.memory_limit_bytes, 1.0)
                 .build()?,
         );
-        let url = url_of(DATA_STORE_URL)?;
-        runtime.register_object_store(&url, engine.data_store());
+        for tier in strata_catalog::Tier::ALL {
+            let url = url_of(strata_engine::scan::store_url(tier))?;
+            runtime.register_object_store(&url, engine.tier_store(tier));
+        }
         let cpu = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.threads.max(1))
             .thread_name("strata-query")

@@ -12,7 +12,7 @@
 //! Only tag and time predicates are pushed below the dedup step (and into Parquet);
 //! field predicates stay above the scan.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -20,32 +20,23 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{DFSchema, Result, ScalarValue, plan_err};
-use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::memory::MemTable;
-use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
-use datafusion::datasource::source::DataSourceExec;
-use datafusion::datasource::{TableProvider, TableType, provider_as_source};
+use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::TaskContext;
-use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Operator, TableProviderFilterPushDown, lit,
+    BinaryExpr, Expr, LogicalPlanBuilder, Operator, TableProviderFilterPushDown,
 };
 use datafusion::physical_plan::execution_plan::ExecutionPlan;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, PhysicalExpr, PlanProperties, SendableRecordBatchStream,
 };
 use datafusion::prelude::ident;
-use strata_catalog::{ColumnKind, ParquetFileMeta};
-use strata_engine::dedup::{
-    dedup_plan, project_to_table, ranked_batches, ranked_schema, to_table_schema,
-};
-use strata_engine::schema::{ROW_COLUMN, SEQ_COLUMN, TIME_COLUMN};
+use strata_catalog::{ColumnKind, ParquetFileMeta, Tier};
+use strata_engine::scan::sources_plan;
+use strata_engine::schema::TIME_COLUMN;
 use strata_engine::{HotPiece, TableSnapshot};
 
-/// The URL under which the engine's data store is registered with DataFusion.
-pub const DATA_STORE_URL: &str = "strata://data";
+pub use strata_engine::scan::{COLD_STORE_URL, DATA_STORE_URL, FileSet};
 
 /// The metric table behind a logical plan's table source, if it is one.
 pub fn metric_table(
@@ -133,7 +124,7 @@ impl TableProvider for MetricTable {
         let files: Vec<&ParquetFileMeta> = snap
             .files
             .iter()
-            .filter(|f| range.overlaps(f.min_time, f.max_time))
+            .filter(|f| f.tier == Tier::Hot && range.overlaps(f.min_time, f.max_time))
             .collect();
         let hot: Vec<&HotPiece> = snap
             .hot
@@ -141,107 +132,8 @@ impl TableProvider for MetricTable {
             .filter(|h| h.rows > 0 && range.overlaps(h.min_time, h.max_time))
             .collect();
 
-        // Sources sharing a time chunk may hold the same (series, time): they go through
-        // last-write-wins. A file alone in its chunk is read directly.
-        let mut per_chunk: BTreeMap<i64, usize> = BTreeMap::new();
-        for f in &files {
-            *per_chunk.entry(f.chunk_start).or_default() += 1;
-        }
-        for h in &hot {
-            *per_chunk.entry(h.chunk_start).or_default() += 1;
-        }
-        let (direct, overlapping): (Vec<&ParquetFileMeta>, Vec<&ParquetFileMeta>) = files
-            .iter()
-            .partition(|f| per_chunk.get(&f.chunk_start) == Some(&1));
-
-        let mut parts: Vec<LogicalPlan> = Vec::new();
-        if !direct.is_empty() {
-            let t = FileSet::new(
-                snap.schema.clone(),
-                direct.iter().map(|f| (*f).clone()).collect(),
-            );
-            let mut b = LogicalPlanBuilder::scan("files", provider_as_source(Arc::new(t)), None)?;
-            if let Some(p) = conjunction(pushed.clone()) {
-                b = b.filter(p)?;
-            }
-            parts.push(b.build()?);
-        }
-        // Hot pieces alone in their chunk whose rows cannot repeat a (series, time) are
-        // read directly too.
-        let (hot_direct, hot_dedup): (Vec<&HotPiece>, Vec<&HotPiece>) = hot
-            .iter()
-            .partition(|h| !h.may_overlap && per_chunk.get(&h.chunk_start) == Some(&1));
-        if !hot_direct.is_empty() {
-            let mut batches = Vec::new();
-            for h in &hot_direct {
-                for b in &h.batches {
-                    batches.push(to_table_schema(&b.batch, &snap.schema)?);
-                }
-            }
-            let mem = MemTable::try_new(snap.schema.clone(), vec![batches])?;
-            let mut b =
-                LogicalPlanBuilder::scan("hot_direct", provider_as_source(Arc::new(mem)), None)?;
-            if let Some(p) = conjunction(pushed.clone()) {
-                b = b.filter(p)?;
-            }
-            parts.push(b.build()?);
-        }
-        let needs_dedup = !hot_dedup.is_empty() || !overlapping.is_empty();
-        if needs_dedup {
-            let mut sources: Vec<LogicalPlan> = Vec::new();
-            if !hot_dedup.is_empty() {
-                let mut batches = Vec::new();
-                for h in &hot_dedup {
-                    batches.extend(ranked_batches(&h.batches, &snap.schema)?);
-                }
-                let mem = MemTable::try_new(ranked_schema(&snap.schema), vec![batches])?;
-                sources.push(
-                    LogicalPlanBuilder::scan("hot", provider_as_source(Arc::new(mem)), None)?
-                        .build()?,
-                );
-            }
-            for f in &overlapping {
-                let t = FileSet::new(snap.schema.clone(), vec![(*f).clone()]);
-                let mut exprs: Vec<Expr> = snap.columns.iter().map(|c| ident(&c.name)).collect();
-                exprs.push(lit(ScalarValue::UInt64(Some(f.max_seq))).alias(SEQ_COLUMN));
-                exprs.push(lit(ScalarValue::UInt32(Some(0))).alias(ROW_COLUMN));
-                sources.push(
-                    LogicalPlanBuilder::scan(
-                        format!("file_{}", f.id.0),
-                        provider_as_source(Arc::new(t)),
-                        None,
-                    )?
-                    .project(exprs)?
-                    .build()?,
-                );
-            }
-            let mut b = LogicalPlanBuilder::from(sources.remove(0));
-            for s in sources {
-                b = b.union(s)?;
-            }
-            if let Some(p) = conjunction(pushed.clone()) {
-                b = b.filter(p)?;
-            }
-            parts.push(dedup_plan(b, &snap.columns)?);
-        }
-        let plan = match parts.len() {
-            0 => LogicalPlanBuilder::empty(false).build()?,
-            _ => {
-                let mut b = LogicalPlanBuilder::from(parts.remove(0));
-                for p in parts {
-                    b = b.union(p)?;
-                }
-                b.build()?
-            }
-        };
-        let plan = if matches!(plan, LogicalPlan::EmptyRelation(_)) {
-            let empty = MemTable::try_new(snap.schema.clone(), vec![vec![]])?;
-            LogicalPlanBuilder::scan("empty", provider_as_source(Arc::new(empty)), None)?.build()?
-        } else {
-            plan
-        };
-        let plan = project_to_table(plan, &snap.columns)?;
-        let mut b = LogicalPlanBuilder::from(plan);
+        let sources = sources_plan(&snap.schema, &snap.columns, &files, &hot, &pushed)?;
+        let mut b = LogicalPlanBuilder::from(sources.plan);
         if let Some(p) = projection {
             let exprs: Vec<Expr> = p
                 .iter()
@@ -259,9 +151,9 @@ impl TableProvider for MetricTable {
                 files_total: total_files,
                 files_scanned: files.len(),
                 files_pruned: total_files - files.len(),
-                files_deduplicated: overlapping.len(),
+                files_deduplicated: sources.files_deduplicated,
                 hot_chunks: hot.len(),
-                hot_chunks_deduplicated: hot_dedup.len(),
+                hot_chunks_deduplicated: sources.hot_deduplicated,
                 hot_chunks_pruned: snap.hot.len() - hot.len(),
             },
             properties: Arc::clone(inner.properties()),
@@ -375,67 +267,6 @@ fn parse_ts(s: &str) -> Option<i64> {
     }
 }
 
-/// A set of Parquet files of one table, read with statistics and predicate pruning.
-#[derive(Debug)]
-pub struct FileSet {
-    schema: SchemaRef,
-    files: Vec<ParquetFileMeta>,
-}
-
-impl FileSet {
-    pub fn new(schema: SchemaRef, files: Vec<ParquetFileMeta>) -> Self {
-        Self { schema, files }
-    }
-}
-
-#[async_trait]
-impl TableProvider for FileSet {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let mut source = ParquetSource::new(Arc::clone(&self.schema));
-        if let Some(pred) = conjunction(filters.to_vec()) {
-            let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
-            let phys: Arc<dyn PhysicalExpr> = state.create_physical_expr(pred, &df_schema)?;
-            source = source.with_predicate(phys);
-        }
-        let url = ObjectStoreUrl::parse(DATA_STORE_URL)?;
-        // Spread the files over the session's partitions.
-        let n = state.config().target_partitions().max(1);
-        let mut groups: Vec<Vec<PartitionedFile>> =
-            vec![Vec::new(); n.min(self.files.len()).max(1)];
-        let k = groups.len();
-        for (i, f) in self.files.iter().enumerate() {
-            groups[i % k].push(PartitionedFile::new(f.path.clone(), f.size_bytes));
-        }
-        let config = FileScanConfigBuilder::new(url, Arc::new(source))
-            .with_projection_indices(projection.cloned())?
-            .with_file_groups(groups.into_iter().map(Into::into).collect())
-            .with_limit(limit)
-            .build();
-        Ok(DataSourceExec::from_data_source(config))
-    }
-}
-
 /// What a scan chose, shown by `EXPLAIN`.
 #[derive(Debug, Clone)]
 pub struct ScanSummary {
@@ -524,7 +355,7 @@ impl ExecutionPlan for TierScanExec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::prelude::col;
+    use datafusion::prelude::{col, lit};
 
     fn ts(v: i64) -> Expr {
         lit(ScalarValue::TimestampNanosecond(Some(v), None))

@@ -1,0 +1,277 @@
+//! Plans that read one table's sources (Parquet files and hot pieces) as one relation,
+//! last-write-wins applied only where sources can overlap. Queries (`strata-sql`) and the
+//! rollup jobs use the same function, so both see exactly the same rows.
+//!
+//! Plan shape:
+//! ```text
+//! Union
+//!   ├─ Parquet scan of files whose window overlaps no other source  (no dedup)
+//!   ├─ hot pieces alone in their window with no repeated (series, time)
+//!   └─ last-write-wins aggregate
+//!        └─ Union( overlapping hot pieces with __seq/__row, overlapping files with max_seq )
+//! ```
+//! Two sources overlap when their windows (`chunk_start..chunk_end`: a persisted chunk, a
+//! rollup window, or a compacted range) intersect. Only tag and time predicates may be
+//! passed in `pushed`: they go below the dedup step and into the Parquet scans.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemTable;
+use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::{TableProvider, TableType, provider_as_source};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{
+    Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, lit,
+};
+use datafusion::physical_plan::PhysicalExpr;
+use datafusion::physical_plan::execution_plan::ExecutionPlan;
+use datafusion::prelude::ident;
+use strata_catalog::{ColumnDef, ParquetFileMeta, Tier};
+
+use crate::HotPiece;
+use crate::dedup::{dedup_plan, project_to_table, ranked_batches, ranked_schema, to_table_schema};
+use crate::schema::{ROW_COLUMN, SEQ_COLUMN};
+
+/// The URL under which the local data store (raw and warm tiers) is registered with
+/// DataFusion.
+pub const DATA_STORE_URL: &str = "strata://data";
+/// The URL of the cold tier's store (a local directory or an S3 bucket).
+pub const COLD_STORE_URL: &str = "strata://cold";
+
+/// The DataFusion object-store URL a tier's files are read through.
+pub fn store_url(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Hot | Tier::Warm => DATA_STORE_URL,
+        Tier::Cold => COLD_STORE_URL,
+    }
+}
+
+/// Parquet files of one table and one store, read with statistics and predicate pruning.
+#[derive(Debug)]
+pub struct FileSet {
+    schema: SchemaRef,
+    files: Vec<ParquetFileMeta>,
+}
+
+impl FileSet {
+    /// `files` must all live in one store (one tier's store URL).
+    pub fn new(schema: SchemaRef, files: Vec<ParquetFileMeta>) -> Self {
+        Self { schema, files }
+    }
+}
+
+#[async_trait]
+impl TableProvider for FileSet {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut source = ParquetSource::new(Arc::clone(&self.schema));
+        if let Some(pred) = conjunction(filters.to_vec()) {
+            let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+            let phys: Arc<dyn PhysicalExpr> = state.create_physical_expr(pred, &df_schema)?;
+            source = source.with_predicate(phys);
+        }
+        let tier = self.files.first().map(|f| f.tier).unwrap_or(Tier::Hot);
+        let url = ObjectStoreUrl::parse(store_url(tier))?;
+        // Spread the files over the session's partitions.
+        let n = state.config().target_partitions().max(1);
+        let mut groups: Vec<Vec<PartitionedFile>> =
+            vec![Vec::new(); n.min(self.files.len()).max(1)];
+        let k = groups.len();
+        for (i, f) in self.files.iter().enumerate() {
+            groups[i % k].push(PartitionedFile::new(f.path.clone(), f.size_bytes));
+        }
+        let config = FileScanConfigBuilder::new(url, Arc::new(source))
+            .with_projection_indices(projection.cloned())?
+            .with_file_groups(groups.into_iter().map(Into::into).collect())
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// A plan over some sources of one table, and how many needed last-write-wins.
+#[derive(Debug)]
+pub struct SourcesPlan {
+    /// Rows in the table schema of `columns`, in column order.
+    pub plan: LogicalPlan,
+    pub files_deduplicated: usize,
+    pub hot_deduplicated: usize,
+}
+
+/// Reads `files` (all of one tier) and `hot` as one relation with the table's `columns`.
+pub fn sources_plan(
+    schema: &SchemaRef,
+    columns: &[ColumnDef],
+    files: &[&ParquetFileMeta],
+    hot: &[&HotPiece],
+    pushed: &[Expr],
+) -> Result<SourcesPlan> {
+    let overlapping = overlap_groups(files, hot);
+    let filter = conjunction(pushed.to_vec());
+    let with_filter = |b: LogicalPlanBuilder| -> Result<LogicalPlanBuilder> {
+        match &filter {
+            Some(p) => b.filter(p.clone()),
+            None => Ok(b),
+        }
+    };
+
+    let mut parts: Vec<LogicalPlan> = Vec::new();
+    let direct: Vec<ParquetFileMeta> = files
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !overlapping.files[*i])
+        .map(|(_, f)| (*f).clone())
+        .collect();
+    if !direct.is_empty() {
+        let t = FileSet::new(Arc::clone(schema), direct);
+        let b = LogicalPlanBuilder::scan("files", provider_as_source(Arc::new(t)), None)?;
+        parts.push(with_filter(b)?.build()?);
+    }
+    let mut hot_direct = Vec::new();
+    let mut hot_dedup = Vec::new();
+    for (i, h) in hot.iter().enumerate() {
+        if !h.may_overlap && !overlapping.hot[i] {
+            hot_direct.push(*h);
+        } else {
+            hot_dedup.push(*h);
+        }
+    }
+    if !hot_direct.is_empty() {
+        let mut batches = Vec::new();
+        for h in &hot_direct {
+            for b in &h.batches {
+                batches.push(to_table_schema(&b.batch, schema)?);
+            }
+        }
+        let mem = MemTable::try_new(Arc::clone(schema), vec![batches])?;
+        let b = LogicalPlanBuilder::scan("hot_direct", provider_as_source(Arc::new(mem)), None)?;
+        parts.push(with_filter(b)?.build()?);
+    }
+    let dedup_files: Vec<&ParquetFileMeta> = files
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| overlapping.files[*i])
+        .map(|(_, f)| *f)
+        .collect();
+    if !hot_dedup.is_empty() || !dedup_files.is_empty() {
+        let mut sources: Vec<LogicalPlan> = Vec::new();
+        if !hot_dedup.is_empty() {
+            let mut batches = Vec::new();
+            for h in &hot_dedup {
+                batches.extend(ranked_batches(&h.batches, schema)?);
+            }
+            let mem = MemTable::try_new(ranked_schema(schema), vec![batches])?;
+            sources.push(
+                LogicalPlanBuilder::scan("hot", provider_as_source(Arc::new(mem)), None)?
+                    .build()?,
+            );
+        }
+        for f in &dedup_files {
+            let t = FileSet::new(Arc::clone(schema), vec![(*f).clone()]);
+            let mut exprs: Vec<Expr> = columns.iter().map(|c| ident(&c.name)).collect();
+            exprs.push(lit(ScalarValue::UInt64(Some(f.max_seq))).alias(SEQ_COLUMN));
+            exprs.push(lit(ScalarValue::UInt32(Some(0))).alias(ROW_COLUMN));
+            sources.push(
+                LogicalPlanBuilder::scan(
+                    format!("file_{}", f.id.0),
+                    provider_as_source(Arc::new(t)),
+                    None,
+                )?
+                .project(exprs)?
+                .build()?,
+            );
+        }
+        let mut b = LogicalPlanBuilder::from(sources.remove(0));
+        for s in sources {
+            b = b.union(s)?;
+        }
+        parts.push(dedup_plan(with_filter(b)?, columns)?);
+    }
+    let plan = if parts.is_empty() {
+        let empty = MemTable::try_new(Arc::clone(schema), vec![vec![]])?;
+        LogicalPlanBuilder::scan("empty", provider_as_source(Arc::new(empty)), None)?.build()?
+    } else {
+        let mut b = LogicalPlanBuilder::from(parts.remove(0));
+        for p in parts {
+            b = b.union(p)?;
+        }
+        b.build()?
+    };
+    Ok(SourcesPlan {
+        plan: project_to_table(plan, columns)?,
+        files_deduplicated: dedup_files.len(),
+        hot_deduplicated: hot_dedup.len(),
+    })
+}
+
+/// Which sources share a window with another source.
+struct Overlaps {
+    files: Vec<bool>,
+    hot: Vec<bool>,
+}
+
+fn overlap_groups(files: &[&ParquetFileMeta], hot: &[&HotPiece]) -> Overlaps {
+    // (start, end, is_file, index), swept in start order into connected groups.
+    let mut items: Vec<(i64, i64, bool, usize)> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.chunk_start, f.chunk_end, true, i))
+        .chain(
+            hot.iter()
+                .enumerate()
+                .map(|(i, h)| (h.chunk_start, h.chunk_end, false, i)),
+        )
+        .collect();
+    items.sort_unstable_by_key(|x| (x.0, x.1));
+    let mut out = Overlaps {
+        files: vec![false; files.len()],
+        hot: vec![false; hot.len()],
+    };
+    let mut i = 0;
+    while i < items.len() {
+        let mut end = items[i].1;
+        let mut j = i + 1;
+        while j < items.len() && items[j].0 < end {
+            end = end.max(items[j].1);
+            j += 1;
+        }
+        if j - i > 1 {
+            for &(_, _, is_file, k) in &items[i..j] {
+                if is_file {
+                    out.files[k] = true;
+                } else {
+                    out.hot[k] = true;
+                }
+            }
+        }
+        i = j;
+    }
+    out
+}

@@ -1,0 +1,449 @@
+//! Tier maintenance, run in the background (and callable from tests with an injected
+//! clock): rollups into the warm and cold tiers, retention, and deletion of files whose
+//! grace period has ended. See [`crate::rollup`] for the rollup format.
+//!
+//! Every step commits its result to the catalog together with its progress
+//! (`RollupProgress`), so a restart resumes where the last commit left off, and a step
+//! that fails (a store outage) is retried on the next pass without losing anything: raw
+//! and warm files leave only once the next tier has rolled them up.
+
+use std::collections::HashSet;
+
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::lit;
+use datafusion::prelude::ident;
+use object_store::ObjectStoreExt;
+use strata_catalog::{FileId, ParquetFileMeta, PendingDelete, TableDef, Tier};
+
+use crate::paths::ParquetFilePath;
+use crate::rollup::{floor_to, rollup_columns, rollup_plan, tier_columns};
+use crate::scan::sources_plan;
+use crate::schema::{TIME_COLUMN, arrow_schema};
+use crate::{Engine, Error, HotPiece, Result, TableSnapshot, persist, time_range};
+
+/// Most windows of one tier and table rolled up in one pass (one catalog commit).
+const MAX_WINDOWS_PER_PASS: usize = 96;
+
+/// What one maintenance pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierReport {
+    /// New windows rolled up (warm and cold).
+    pub windows: usize,
+    /// Dirty ranges recomputed after late data.
+    pub dirty_recomputed: usize,
+    /// Rollup files written.
+    pub files_written: usize,
+    /// Rows read from the tier below to build them.
+    pub source_rows: u64,
+    /// Files removed from the catalog by retention (deleted after the grace period).
+    pub files_expired: usize,
+    /// Files deleted from their store.
+    pub files_deleted: usize,
+}
+
+/// One rolled-up window, not yet committed.
+struct Rolled {
+    lo: i64,
+    hi: i64,
+    dirty: bool,
+    file: Option<ParquetFileMeta>,
+}
+
+impl Engine {
+    /// One maintenance pass: roll up new and dirty windows into the warm tier, then the
+    /// cold tier; expire files past retention; delete expired files whose grace period
+    /// has ended. Passes never run concurrently.
+    pub async fn maintain_tiers(&self) -> Result<TierReport> {
+        let _only_one = self.maintenance_lock.lock().await;
+        let now = self.shared.clock.now_ns();
+        let mut report = TierReport::default();
+        for tier in [Tier::Warm, Tier::Cold] {
+            self.roll_up(tier, now, &mut report).await?;
+        }
+        self.expire(now, &mut report).await?;
+        self.delete_due(now, &mut report).await?;
+        metrics::counter!("strata_rollup_windows_total").increment(report.windows as u64);
+        metrics::counter!("strata_rollup_source_rows_total").increment(report.source_rows);
+        metrics::counter!("strata_retention_expired_files_total")
+            .increment(report.files_expired as u64);
+        Ok(report)
+    }
+
+    /// The retention of `tier` in `db` (ns): the database's override or the server's.
+    pub fn retention_ns(&self, db: &str, tier: Tier) -> i64 {
+        let cfg = &self.shared.config;
+        let default = match tier {
+            Tier::Hot => cfg.hot_retention,
+            Tier::Warm => cfg.warm_retention,
+            Tier::Cold => cfg.cold_retention,
+        };
+        self.shared
+            .catalog
+            .snapshot()
+            .database(db)
+            .and_then(|d| d.retention.get(tier))
+            .unwrap_or_else(|| nanos(default))
+    }
+
+    /// Sets (or with `None` clears) a database's retention of `tier` at run time.
+    pub async fn set_retention(
+        &self,
+        db: &str,
+        tier: Tier,
+        retention: Option<std::time::Duration>,
+    ) -> Result<()> {
+        crate::check_database_name(db)?;
+        if let Some(r) = retention
+            && r.is_zero()
+        {
+            return Err(Error::InvalidRetention(format!(
+                "the {} tier's retention must be longer than 0",
+                tier.name()
+            )));
+        }
+        self.shared
+            .catalog
+            .commit(|s| {
+                s.database_mut(db).retention.set(tier, retention.map(nanos));
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn window_ns(&self, tier: Tier) -> i64 {
+        let cfg = &self.shared.config;
+        let w = match tier {
+            Tier::Hot => cfg.chunk_duration,
+            Tier::Warm => cfg.warm_window,
+            Tier::Cold => cfg.cold_window,
+        };
+        // Whole buckets of the tier, at least one.
+        let res = tier.resolution_ns();
+        (nanos(w) / res).max(1) * res
+    }
+
+    async fn roll_up(&self, tier: Tier, now: i64, report: &mut TierReport) -> Result<()> {
+        let Some(source) = tier.source() else {
+            return Ok(());
+        };
+        let window = self.window_ns(tier);
+        let settle = nanos(self.shared.config.rollup_settle);
+        let cat = self.shared.catalog.snapshot();
+        for (db, d) in &cat.databases {
+            for (table, t) in &d.tables {
+                let Some(snap) = self.table_snapshot(db, table) else {
+                    continue;
+                };
+                let seen: HashSet<FileId> = snap
+                    .files
+                    .iter()
+                    .filter(|f| f.tier == source)
+                    .map(|f| f.id)
+                    .collect();
+                let mut work: Vec<(i64, i64, bool)> = Vec::new();
+                let dirty = match tier {
+                    Tier::Warm => &t.rollup.warm_dirty,
+                    _ => &t.rollup.cold_dirty,
+                };
+                for &(a, b) in dirty.ranges() {
+                    let mut lo = a;
+                    while lo < b {
+                        let hi = floor_to(lo, window).saturating_add(window).min(b);
+                        work.push((lo, hi, true));
+                        lo = hi;
+                    }
+                }
+                let horizon = match tier {
+                    Tier::Warm => floor_to(now.saturating_sub(settle), window),
+                    _ => match t.rollup.warm_done_to {
+                        Some(w) => floor_to(w.min(now.saturating_sub(settle)), window),
+                        None => i64::MIN,
+                    },
+                };
+                let start = t
+                    .rollup
+                    .done_to(tier)
+                    .or_else(|| earliest(&snap, source).map(|e| floor_to(e, window)));
+                if let Some(mut lo) = start {
+                    while lo < horizon
+                        && work.iter().filter(|w| !w.2).count() < MAX_WINDOWS_PER_PASS
+                    {
+                        work.push((lo, lo + window, false));
+                        lo += window;
+                    }
+                }
+                if work.is_empty() {
+                    continue;
+                }
+                let mut rolled = Vec::with_capacity(work.len());
+                for (lo, hi, dirty) in work {
+                    let (file, rows) = self.roll_window(tier, &snap, lo, hi, now).await?;
+                    report.source_rows += rows;
+                    if dirty {
+                        report.dirty_recomputed += 1;
+                    } else {
+                        report.windows += 1;
+                    }
+                    report.files_written += usize::from(file.is_some());
+                    rolled.push(Rolled {
+                        lo,
+                        hi,
+                        dirty,
+                        file,
+                    });
+                }
+                let next_id = self.next_file_id();
+                self.shared
+                    .catalog
+                    .commit(|s| {
+                        s.next_file_id = s.next_file_id.max(next_id);
+                        let t = s.database_mut(db).table_mut(table);
+                        for r in &rolled {
+                            if let Some(f) = &r.file {
+                                t.files.push(f.clone());
+                            }
+                            if r.dirty {
+                                if let Some(d) = t.rollup.dirty_mut(tier) {
+                                    d.subtract(r.lo, r.hi);
+                                }
+                            } else {
+                                match tier {
+                                    Tier::Warm => t.rollup.warm_done_to = Some(r.hi),
+                                    _ => t.rollup.cold_done_to = Some(r.hi),
+                                }
+                            }
+                            if tier == Tier::Warm {
+                                t.rollup.mark_dirty(Tier::Cold, r.lo, r.hi);
+                            }
+                        }
+                        mark_unseen_sources(t, tier, source, &seen);
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rolls `[lo, hi)` of one table up into `tier`. Returns the file written (none if
+    /// the window holds no data) and the source rows it read.
+    async fn roll_window(
+        &self,
+        tier: Tier,
+        snap: &TableSnapshot,
+        lo: i64,
+        hi: i64,
+        now: i64,
+    ) -> Result<(Option<ParquetFileMeta>, u64)> {
+        let Some(source) = tier.source() else {
+            return Ok((None, 0));
+        };
+        let in_window = |min: i64, max: i64| max >= lo && min < hi;
+        let files: Vec<&ParquetFileMeta> = snap
+            .files
+            .iter()
+            .filter(|f| f.tier == source && in_window(f.min_time, f.max_time))
+            .collect();
+        let hot: Vec<&HotPiece> = if source == Tier::Hot {
+            snap.hot
+                .iter()
+                .filter(|h| h.rows > 0 && in_window(h.min_time, h.max_time))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if files.is_empty() && hot.is_empty() {
+            return Ok((None, 0));
+        }
+        let src_columns = tier_columns(source, &snap.columns);
+        let src_schema = arrow_schema(&src_columns);
+        let ts = |v: i64| lit(ScalarValue::TimestampNanosecond(Some(v), None));
+        let pushed = vec![
+            ident(TIME_COLUMN).gt_eq(ts(lo)),
+            ident(TIME_COLUMN).lt(ts(hi)),
+        ];
+        let sources = sources_plan(&src_schema, &src_columns, &files, &hot, &pushed)?;
+        let plan = rollup_plan(sources.plan, &snap.columns, tier)?;
+        let batches = self
+            .rollup_df
+            .execute_logical_plan(plan)
+            .await?
+            .collect()
+            .await?;
+        let source_rows = files.iter().map(|f| f.row_count).sum::<u64>()
+            + hot.iter().map(|h| h.rows as u64).sum::<u64>();
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if rows == 0 {
+            return Ok((None, source_rows));
+        }
+        let max_seq = files
+            .iter()
+            .map(|f| f.max_seq)
+            .chain(hot.iter().flat_map(|h| h.batches.iter().map(|b| b.seq)))
+            .max()
+            .unwrap_or(0);
+        let columns = rollup_columns(&snap.columns);
+        let (min_time, max_time) = time_range(&batches).unwrap_or((lo, hi - 1));
+        let schema = arrow_schema(&columns);
+        let bytes = tokio::task::spawn_blocking(move || {
+            persist::encode_parquet(&schema, &batches, &columns)
+        })
+        .await
+        .map_err(|e| Error::Wal(format!("parquet encoder task failed: {e}")))??;
+        let id = FileId(self.allocate_file_id());
+        let path = ParquetFilePath {
+            tier,
+            db: snap.db.clone(),
+            table: snap.table.clone(),
+            chunk_start: lo,
+            file_id: id,
+        }
+        .to_object_path();
+        let size = bytes.len() as u64;
+        self.tier_store(tier).put(&path, bytes.into()).await?;
+        self.fsync_tier_file(tier, path.as_ref()).await?;
+        Ok((
+            Some(ParquetFileMeta {
+                id,
+                path: path.to_string(),
+                tier,
+                min_time,
+                max_time,
+                chunk_start: lo,
+                chunk_end: hi,
+                row_count: rows as u64,
+                size_bytes: size,
+                max_seq,
+                created_at: now,
+            }),
+            source_rows,
+        ))
+    }
+
+    /// Moves files past their tier's retention out of the catalog, into the pending
+    /// deletes. A raw or warm file stays until the next tier has rolled it up.
+    async fn expire(&self, now: i64, report: &mut TierReport) -> Result<()> {
+        let cat = self.shared.catalog.snapshot();
+        let mut expired: Vec<(String, String, FileId)> = Vec::new();
+        for (db, d) in &cat.databases {
+            for (table, t) in &d.tables {
+                for f in &t.files {
+                    let cutoff = now.saturating_sub(self.retention_ns(db, f.tier));
+                    if f.chunk_end > cutoff {
+                        continue;
+                    }
+                    let rolled = match f.tier {
+                        Tier::Hot => rolled_past(t, Tier::Warm, f),
+                        Tier::Warm => rolled_past(t, Tier::Cold, f),
+                        Tier::Cold => true,
+                    };
+                    if rolled {
+                        expired.push((db.clone(), table.clone(), f.id));
+                    } else {
+                        tracing::warn!(%db, %table, file = f.id.0, tier = f.tier.name(),
+                            "a file past retention is kept: the next tier has not rolled it up yet");
+                    }
+                }
+            }
+        }
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let grace = nanos(self.shared.config.retention_grace);
+        let mut n = 0;
+        self.shared
+            .catalog
+            .commit(|s| {
+                let mut gone = Vec::new();
+                for (db, table, id) in &expired {
+                    let t = s.database_mut(db).table_mut(table);
+                    if let Some(pos) = t.files.iter().position(|f| f.id == *id) {
+                        let f = t.files.remove(pos);
+                        gone.push(PendingDelete {
+                            path: f.path,
+                            tier: f.tier,
+                            delete_after: now.saturating_add(grace),
+                        });
+                    }
+                }
+                n = gone.len();
+                s.pending_deletes.extend(gone);
+            })
+            .await?;
+        report.files_expired += n;
+        Ok(())
+    }
+
+    /// Deletes files whose grace period has ended, then forgets them.
+    async fn delete_due(&self, now: i64, report: &mut TierReport) -> Result<()> {
+        let cat = self.shared.catalog.snapshot();
+        let mut done: HashSet<String> = HashSet::new();
+        for p in cat.pending_deletes.iter().filter(|p| p.delete_after <= now) {
+            let path = object_store::path::Path::parse(&p.path)
+                .unwrap_or_else(|_| object_store::path::Path::from(p.path.as_str()));
+            match self.tier_store(p.tier).delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    done.insert(p.path.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(path = %p.path, error = %e, "could not delete an expired file; will retry");
+                }
+            }
+        }
+        if done.is_empty() {
+            return Ok(());
+        }
+        self.shared
+            .catalog
+            .commit(|s| s.pending_deletes.retain(|p| !done.contains(&p.path)))
+            .await?;
+        report.files_deleted += done.len();
+        Ok(())
+    }
+}
+
+/// Whether `rollup` has rolled up everything in `f`'s window, with nothing left dirty.
+fn rolled_past(t: &TableDef, rollup: Tier, f: &ParquetFileMeta) -> bool {
+    let done = t.rollup.done_to(rollup).is_some_and(|d| d >= f.chunk_end);
+    let dirty = match rollup {
+        Tier::Warm => &t.rollup.warm_dirty,
+        _ => &t.rollup.cold_dirty,
+    };
+    done && !dirty
+        .ranges()
+        .iter()
+        .any(|(a, b)| *a < f.chunk_end && *b > f.chunk_start)
+}
+
+/// Source files registered after a rollup read its snapshot may hold rows it did not see:
+/// their buckets are marked dirty (only where the tier has already rolled up).
+fn mark_unseen_sources(t: &mut TableDef, tier: Tier, source: Tier, seen: &HashSet<FileId>) {
+    let ranges: Vec<(i64, i64)> = t
+        .files
+        .iter()
+        .filter(|f| f.tier == source && !seen.contains(&f.id))
+        .map(|f| (f.min_time, f.max_time.saturating_add(1)))
+        .collect();
+    for (a, b) in ranges {
+        t.rollup.mark_dirty(tier, a, b);
+    }
+}
+
+/// The earliest time `source` holds for a table (files, and hot data for the raw tier).
+fn earliest(snap: &TableSnapshot, source: Tier) -> Option<i64> {
+    let files = snap
+        .files
+        .iter()
+        .filter(|f| f.tier == source)
+        .map(|f| f.min_time);
+    let hot = snap
+        .hot
+        .iter()
+        .filter(|h| source == Tier::Hot && h.rows > 0)
+        .map(|h| h.min_time);
+    files.chain(hot).min()
+}
+
+pub(crate) fn nanos(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
