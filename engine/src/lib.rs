@@ -213,7 +213,10 @@ pub struct TableSnapshot {
     pub columns: Vec<ColumnDef>,
     pub schema: SchemaRef,
     pub hot: Vec<HotPiece>,
+    /// Files of every tier.
     pub files: Vec<ParquetFileMeta>,
+    /// How far the rollup tiers have got, as of the same catalog version as `files`.
+    pub rollup: strata_catalog::RollupProgress,
 }
 
 /// The hot batches of one chunk (active or being persisted).
@@ -837,9 +840,9 @@ impl Engine {
             may_overlap: c.stats.may_overlap,
             batches: c.batches.clone(),
         }));
-        let files = cat
+        let (files, rollup) = cat
             .table(db, table)
-            .map(|t| t.files.clone())
+            .map(|t| (t.files.clone(), t.rollup.clone()))
             .unwrap_or_default();
         Some(TableSnapshot {
             db: db.to_string(),
@@ -848,6 +851,7 @@ impl Engine {
             columns: t.columns.clone(),
             hot,
             files,
+            rollup,
         })
     }
 

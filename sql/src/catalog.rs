@@ -1,5 +1,6 @@
-//! Databases as DataFusion catalogs: each has the schemas `public` (the metric tables)
-//! and `system` (introspection); DataFusion adds `information_schema`.
+//! Databases as DataFusion catalogs: each has the schemas `public` (the metric tables,
+//! each over all tiers), `rollup_1m` and `rollup_1h` (the rollup tiers as stored) and
+//! `system` (introspection); DataFusion adds `information_schema`.
 
 use std::sync::Arc;
 
@@ -10,6 +11,8 @@ use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider};
 use datafusion::common::{DataFusionError, Result, exec_err};
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::memory::MemTable;
+use strata_catalog::Tier;
+use strata_catalog::units::format_duration;
 use strata_engine::Engine;
 
 use crate::DEFAULT_DATABASE;
@@ -67,16 +70,28 @@ struct Database {
 
 impl CatalogProvider for Database {
     fn schema_names(&self) -> Vec<String> {
-        vec![PUBLIC_SCHEMA.to_string(), SYSTEM_SCHEMA.to_string()]
+        vec![
+            PUBLIC_SCHEMA.to_string(),
+            Tier::Warm.schema_name().to_string(),
+            Tier::Cold.schema_name().to_string(),
+            SYSTEM_SCHEMA.to_string(),
+        ]
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         let engine = Arc::clone(&self.engine);
         let db = self.db.clone();
         match name {
-            PUBLIC_SCHEMA => Some(Arc::new(PublicSchema { engine, db })),
+            PUBLIC_SCHEMA => Some(Arc::new(TierSchema {
+                engine,
+                db,
+                tier: Tier::Hot,
+            })),
             SYSTEM_SCHEMA => Some(Arc::new(SystemSchema { engine, db })),
-            _ => None,
+            _ => [Tier::Warm, Tier::Cold]
+                .into_iter()
+                .find(|t| t.schema_name() == name)
+                .map(|tier| Arc::new(TierSchema { engine, db, tier }) as Arc<dyn SchemaProvider>),
         }
     }
 
@@ -89,14 +104,16 @@ impl CatalogProvider for Database {
     }
 }
 
+/// `public` (each metric over all tiers) or a rollup tier's schema.
 #[derive(Debug)]
-struct PublicSchema {
+struct TierSchema {
     engine: Arc<Engine>,
     db: String,
+    tier: Tier,
 }
 
 #[async_trait]
-impl SchemaProvider for PublicSchema {
+impl SchemaProvider for TierSchema {
     fn table_names(&self) -> Vec<String> {
         self.engine.tables(&self.db)
     }
@@ -105,7 +122,7 @@ impl SchemaProvider for PublicSchema {
         Ok(self
             .engine
             .table_snapshot(&self.db, name)
-            .map(|s| Arc::new(MetricTable::new(s)) as Arc<dyn TableProvider>))
+            .map(|s| Arc::new(MetricTable::of_tier(s, self.tier)) as Arc<dyn TableProvider>))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -113,7 +130,7 @@ impl SchemaProvider for PublicSchema {
     }
 }
 
-const SYSTEM_TABLES: [&str; 3] = ["tables", "parquet_files", "last_value_caches"];
+const SYSTEM_TABLES: [&str; 4] = ["tables", "parquet_files", "tiers", "last_value_caches"];
 
 #[derive(Debug)]
 struct SystemSchema {
@@ -138,6 +155,7 @@ impl SchemaProvider for SystemSchema {
         let batch = match name {
             "tables" => self.tables()?,
             "parquet_files" => self.parquet_files()?,
+            "tiers" => self.tiers()?,
             "last_value_caches" => self.last_value_caches()?,
             _ => match self
                 .engine
@@ -280,6 +298,91 @@ impl SystemSchema {
                 ("row_count", DataType::UInt64),
                 ("size_bytes", DataType::UInt64),
                 ("max_seq", DataType::UInt64),
+            ]),
+            cols,
+        )?)
+    }
+
+    /// `system.tiers`: each tier's policy in this database and what it holds now.
+    fn tiers(&self) -> Result<RecordBatch> {
+        let cat = self.engine.catalog_snapshot();
+        let db = cat.database(&self.db);
+        let ts = strata_engine::schema::time_type();
+        let mut cols: [Vec<Option<String>>; 5] = Default::default();
+        let mut nums: [Vec<u64>; 3] = Default::default();
+        let mut times: [Vec<Option<i64>>; 3] = Default::default();
+        for tier in Tier::ALL {
+            let files: Vec<_> = db
+                .iter()
+                .flat_map(|d| d.tables.values())
+                .flat_map(|t| t.files.iter())
+                .filter(|f| f.tier == tier)
+                .collect();
+            let retention = self.engine.retention_ns(&self.db, tier);
+            let overridden = db.and_then(|d| d.retention.get(tier)).is_some();
+            cols[0].push(Some(tier.name().to_string()));
+            cols[1].push(Some(tier.schema_name().to_string()));
+            cols[2].push(Some(match tier {
+                Tier::Hot => "full".to_string(),
+                t => format_duration(std::time::Duration::from_nanos(t.resolution_ns() as u64)),
+            }));
+            cols[3].push(Some(format_duration(std::time::Duration::from_nanos(
+                retention.max(0) as u64,
+            ))));
+            cols[4].push(Some(
+                if overridden { "database" } else { "server" }.to_string(),
+            ));
+            nums[0].push(files.len() as u64);
+            nums[1].push(files.iter().map(|f| f.row_count).sum());
+            nums[2].push(files.iter().map(|f| f.size_bytes).sum());
+            times[0].push(files.iter().map(|f| f.min_time).min());
+            times[1].push(files.iter().map(|f| f.max_time).max());
+            times[2].push(
+                db.iter()
+                    .flat_map(|d| d.tables.values())
+                    .filter_map(|t| t.rollup.done_to(tier))
+                    .min(),
+            );
+        }
+        let [c0, c1, c2, c3, c4] = cols;
+        let [n0, n1, n2] = nums;
+        let [t0, t1, t2] = times;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(c0)),
+            Arc::new(StringArray::from(c1)),
+            Arc::new(StringArray::from(c2)),
+            Arc::new(StringArray::from(c3)),
+            Arc::new(StringArray::from(c4)),
+            Arc::new(StringArray::from(
+                Tier::ALL
+                    .iter()
+                    .map(|t| match t {
+                        Tier::Cold => "cold store",
+                        _ => "data directory",
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(UInt64Array::from(n0)),
+            Arc::new(UInt64Array::from(n1)),
+            Arc::new(UInt64Array::from(n2)),
+            Arc::new(TimestampNanosecondArray::from(t0)),
+            Arc::new(TimestampNanosecondArray::from(t1)),
+            Arc::new(TimestampNanosecondArray::from(t2)),
+        ];
+        Ok(RecordBatch::try_new(
+            schema(&[
+                ("tier", DataType::Utf8),
+                ("schema_name", DataType::Utf8),
+                ("resolution", DataType::Utf8),
+                ("retention", DataType::Utf8),
+                ("retention_set_by", DataType::Utf8),
+                ("store", DataType::Utf8),
+                ("files", DataType::UInt64),
+                ("rows", DataType::UInt64),
+                ("bytes", DataType::UInt64),
+                ("min_time", ts.clone()),
+                ("max_time", ts.clone()),
+                ("rolled_up_to", ts),
             ]),
             cols,
         )?)

@@ -20,6 +20,7 @@ pub mod newest_buckets;
 pub mod normalize;
 pub mod pg;
 pub mod table;
+pub mod tier_choice;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -247,6 +248,7 @@ impl QueryEngine {
             .with_catalog_list(catalogs)
             .with_default_features()
             .with_analyzer_rule(analyzer)
+            .with_optimizer_rule(Arc::new(tier_choice::TierChoiceRule))
             .build();
         let tz = state.config().options().execution.time_zone.clone();
         let ctx = SessionContext::new_with_state(state);

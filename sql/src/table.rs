@@ -16,29 +16,38 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::datasource::memory::MemTable;
+use datafusion::datasource::provider_as_source;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::TaskContext;
+use datafusion::functions::expr_fn::nullif;
 use datafusion::logical_expr::{
-    BinaryExpr, Expr, LogicalPlanBuilder, Operator, TableProviderFilterPushDown,
+    BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Operator, TableProviderFilterPushDown, cast,
+    lit,
 };
 use datafusion::physical_plan::execution_plan::ExecutionPlan;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, PhysicalExpr, PlanProperties, SendableRecordBatchStream,
 };
 use datafusion::prelude::ident;
-use strata_catalog::{ColumnKind, ParquetFileMeta, Tier};
+use strata_catalog::{ColumnDef, ColumnKind, FieldType, ParquetFileMeta, Tier};
+use strata_engine::dedup::project_to_table;
+use strata_engine::rollup::{RollupAgg, rollup_column_name, tier_columns};
 use strata_engine::scan::sources_plan;
 use strata_engine::schema::TIME_COLUMN;
+use strata_engine::schema::arrow_schema;
 use strata_engine::{HotPiece, TableSnapshot};
 
 pub use strata_engine::scan::{COLD_STORE_URL, DATA_STORE_URL, FileSet};
 
-/// The metric table behind a logical plan's table source, if it is one.
+/// The metric table behind a logical plan's table source, if it is one (the logical
+/// table over all tiers, not a rollup tier's table).
 pub fn metric_table(
     source: &Arc<dyn datafusion::logical_expr::TableSource>,
 ) -> Option<&MetricTable> {
@@ -48,17 +57,35 @@ pub fn metric_table(
         .table_provider;
     let any: &dyn std::any::Any = provider.as_ref();
     any.downcast_ref::<MetricTable>()
+        .filter(|t| t.tier == Tier::Hot)
 }
 
-/// One metric table over all of its data.
+/// One metric table: with [`Tier::Hot`] the logical table over all tiers (`public.cpu`),
+/// with a rollup tier that tier's rows as they are stored (`rollup_1m.cpu`).
 #[derive(Debug)]
 pub struct MetricTable {
     snap: TableSnapshot,
+    tier: Tier,
+    /// The columns and schema this table shows (raw, or the rollup columns).
+    columns: Vec<ColumnDef>,
+    schema: SchemaRef,
 }
 
 impl MetricTable {
     pub fn new(snap: TableSnapshot) -> Self {
-        Self { snap }
+        Self::of_tier(snap, Tier::Hot)
+    }
+
+    /// A rollup tier's table, or with [`Tier::Hot`] the logical table.
+    pub fn of_tier(snap: TableSnapshot, tier: Tier) -> Self {
+        let columns = tier_columns(tier, &snap.columns);
+        let schema = arrow_schema(&columns);
+        Self {
+            snap,
+            tier,
+            columns,
+            schema,
+        }
     }
 
     /// The table's data as of planning.
@@ -68,7 +95,6 @@ impl MetricTable {
 
     fn pushable(&self, e: &Expr) -> bool {
         let safe: HashSet<&str> = self
-            .snap
             .columns
             .iter()
             .filter(|c| !matches!(c.kind, ColumnKind::Field(_)))
@@ -77,12 +103,101 @@ impl MetricTable {
         let cols = e.column_refs();
         !cols.is_empty() && cols.iter().all(|c| safe.contains(c.name.as_str()))
     }
+
+    /// Where each tier's coverage starts: raw rows from `raw_from`, warm rollup rows in
+    /// `[warm_from, raw_from)`, cold rollup rows before `warm_from`. Each time range comes
+    /// from exactly one tier, the finest that holds it.
+    pub(crate) fn boundaries(&self) -> (i64, i64) {
+        let snap = &self.snap;
+        let start_of = |tier: Tier| {
+            snap.files
+                .iter()
+                .filter(|f| f.tier == tier)
+                .map(|f| f.chunk_start)
+                .min()
+        };
+        let hot_start = snap
+            .hot
+            .iter()
+            .filter(|h| h.rows > 0)
+            .map(|h| h.chunk_start)
+            .min();
+        let raw_from = match (start_of(Tier::Hot), hot_start) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(i64::MAX),
+        };
+        let warm_from = start_of(Tier::Warm).map_or(raw_from, |w| w.min(raw_from));
+        (raw_from, warm_from)
+    }
+
+    /// Rollup rows of `tier` in `[from, to)` shaped as raw rows: tags, `time` (the bucket
+    /// start), and each field as the bucket average (`sum / count`; the last value for
+    /// strings and booleans), in the raw table's types.
+    fn rollup_as_rows(
+        &self,
+        tier: Tier,
+        from: i64,
+        to: i64,
+        range: TimeRange,
+        pushed: &[Expr],
+        summary: &mut ScanSummary,
+    ) -> Result<Option<LogicalPlan>> {
+        let lo = range.lo.max(from);
+        let hi = range.hi.min(to.saturating_sub(1));
+        if lo > hi {
+            return Ok(None);
+        }
+        let all: Vec<&ParquetFileMeta> =
+            self.snap.files.iter().filter(|f| f.tier == tier).collect();
+        let files: Vec<&ParquetFileMeta> = all
+            .iter()
+            .copied()
+            .filter(|f| f.max_time >= lo && f.min_time <= hi)
+            .collect();
+        summary.add_tier(tier, all.len(), files.len());
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let columns = tier_columns(tier, &self.snap.columns);
+        let schema = arrow_schema(&columns);
+        let mut filters = pushed.to_vec();
+        filters.push(ident(TIME_COLUMN).gt_eq(ts_lit(from)));
+        filters.push(ident(TIME_COLUMN).lt(ts_lit(to)));
+        let sources = sources_plan(&schema, &columns, &files, &[], &filters)?;
+        summary.files_deduplicated += sources.files_deduplicated;
+        let exprs: Vec<Expr> = self
+            .snap
+            .columns
+            .iter()
+            .map(|c| match c.kind {
+                ColumnKind::Tag | ColumnKind::Time => ident(&c.name),
+                ColumnKind::Field(FieldType::Boolean | FieldType::String) => {
+                    ident(rollup_column_name(&c.name, RollupAgg::Last)).alias(&c.name)
+                }
+                ColumnKind::Field(_) => (cast(
+                    ident(rollup_column_name(&c.name, RollupAgg::Sum)),
+                    DataType::Float64,
+                ) / cast(
+                    nullif(
+                        ident(rollup_column_name(&c.name, RollupAgg::Count)),
+                        lit(0i64),
+                    ),
+                    DataType::Float64,
+                ))
+                .alias(&c.name),
+            })
+            .collect();
+        let plan = LogicalPlanBuilder::from(sources.plan)
+            .project(exprs)?
+            .build()?;
+        Ok(Some(project_to_table(plan, &self.snap.columns)?))
+    }
 }
 
 #[async_trait]
 impl TableProvider for MetricTable {
     fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.snap.schema)
+        Arc::clone(&self.schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -119,25 +234,82 @@ impl TableProvider for MetricTable {
             .cloned()
             .collect();
         let range = TimeRange::from_filters(&pushed);
-
-        let total_files = snap.files.len();
-        let files: Vec<&ParquetFileMeta> = snap
-            .files
-            .iter()
-            .filter(|f| f.tier == Tier::Hot && range.overlaps(f.min_time, f.max_time))
-            .collect();
-        let hot: Vec<&HotPiece> = snap
-            .hot
-            .iter()
-            .filter(|h| h.rows > 0 && range.overlaps(h.min_time, h.max_time))
-            .collect();
-
-        let sources = sources_plan(&snap.schema, &snap.columns, &files, &hot, &pushed)?;
-        let mut b = LogicalPlanBuilder::from(sources.plan);
+        let mut summary = ScanSummary {
+            table: snap.table.clone(),
+            ..Default::default()
+        };
+        let mut parts: Vec<LogicalPlan> = Vec::new();
+        match self.tier {
+            Tier::Hot => {
+                let (raw_from, warm_from) = self.boundaries();
+                let all: Vec<&ParquetFileMeta> =
+                    snap.files.iter().filter(|f| f.tier == Tier::Hot).collect();
+                let files: Vec<&ParquetFileMeta> = all
+                    .iter()
+                    .copied()
+                    .filter(|f| range.overlaps(f.min_time, f.max_time))
+                    .collect();
+                let hot: Vec<&HotPiece> = snap
+                    .hot
+                    .iter()
+                    .filter(|h| h.rows > 0 && range.overlaps(h.min_time, h.max_time))
+                    .collect();
+                summary.add_tier(Tier::Hot, all.len(), files.len());
+                summary.hot_chunks = hot.len();
+                summary.hot_chunks_pruned = snap.hot.len() - hot.len();
+                if !files.is_empty() || !hot.is_empty() {
+                    let sources = sources_plan(&snap.schema, &snap.columns, &files, &hot, &pushed)?;
+                    summary.files_deduplicated += sources.files_deduplicated;
+                    summary.hot_chunks_deduplicated = sources.hot_deduplicated;
+                    parts.push(sources.plan);
+                }
+                let older = [
+                    (Tier::Warm, warm_from, raw_from),
+                    (Tier::Cold, i64::MIN, warm_from),
+                ];
+                for (tier, from, to) in older {
+                    if let Some(p) =
+                        self.rollup_as_rows(tier, from, to, range, &pushed, &mut summary)?
+                    {
+                        parts.push(p);
+                    }
+                }
+            }
+            tier => {
+                let all: Vec<&ParquetFileMeta> =
+                    snap.files.iter().filter(|f| f.tier == tier).collect();
+                let files: Vec<&ParquetFileMeta> = all
+                    .iter()
+                    .copied()
+                    .filter(|f| range.overlaps(f.min_time, f.max_time))
+                    .collect();
+                summary.add_tier(tier, all.len(), files.len());
+                if !files.is_empty() {
+                    let sources = sources_plan(&self.schema, &self.columns, &files, &[], &pushed)?;
+                    summary.files_deduplicated += sources.files_deduplicated;
+                    parts.push(sources.plan);
+                }
+            }
+        }
+        let plan = match parts.len() {
+            0 => {
+                let empty = MemTable::try_new(Arc::clone(&self.schema), vec![vec![]])?;
+                LogicalPlanBuilder::scan("empty", provider_as_source(Arc::new(empty)), None)?
+                    .build()?
+            }
+            _ => {
+                let mut b = LogicalPlanBuilder::from(parts.remove(0));
+                for p in parts {
+                    b = b.union(p)?;
+                }
+                b.build()?
+            }
+        };
+        let mut b = LogicalPlanBuilder::from(plan);
         if let Some(p) = projection {
             let exprs: Vec<Expr> = p
                 .iter()
-                .map(|i| ident(snap.schema.field(*i).name()))
+                .map(|i| ident(self.schema.field(*i).name()))
                 .collect();
             b = b.project(exprs)?;
         }
@@ -146,20 +318,15 @@ impl TableProvider for MetricTable {
         }
         let inner = state.create_physical_plan(&b.build()?).await?;
         Ok(Arc::new(TierScanExec {
-            summary: ScanSummary {
-                table: snap.table.clone(),
-                files_total: total_files,
-                files_scanned: files.len(),
-                files_pruned: total_files - files.len(),
-                files_deduplicated: sources.files_deduplicated,
-                hot_chunks: hot.len(),
-                hot_chunks_deduplicated: sources.hot_deduplicated,
-                hot_chunks_pruned: snap.hot.len() - hot.len(),
-            },
+            summary,
             properties: Arc::clone(inner.properties()),
             inner,
         }))
     }
+}
+
+fn ts_lit(v: i64) -> Expr {
+    lit(ScalarValue::TimestampNanosecond(Some(v), None))
 }
 
 /// A time interval `[lo, hi]` (ns, inclusive) a query can need.
@@ -268,16 +435,30 @@ fn parse_ts(s: &str) -> Option<i64> {
 }
 
 /// What a scan chose, shown by `EXPLAIN`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ScanSummary {
     pub table: String,
-    pub files_total: usize,
-    pub files_scanned: usize,
-    pub files_pruned: usize,
+    /// Per tier that could hold rows of the query: (tier, files registered, files read).
+    pub tiers: Vec<(Tier, usize, usize)>,
     pub files_deduplicated: usize,
     pub hot_chunks: usize,
     pub hot_chunks_deduplicated: usize,
     pub hot_chunks_pruned: usize,
+}
+
+impl ScanSummary {
+    fn add_tier(&mut self, tier: Tier, total: usize, read: usize) {
+        self.tiers.push((tier, total, read));
+    }
+
+    /// The tiers that supply rows (files read, or hot data for the raw tier).
+    pub fn tiers_used(&self) -> Vec<Tier> {
+        self.tiers
+            .iter()
+            .filter(|(t, _, read)| *read > 0 || (*t == Tier::Hot && self.hot_chunks > 0))
+            .map(|(t, _, _)| *t)
+            .collect()
+    }
 }
 
 /// Wraps the physical plan of one table scan so `EXPLAIN` shows the tier choice and
@@ -292,14 +473,24 @@ pub struct TierScanExec {
 impl DisplayAs for TierScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let s = &self.summary;
+        let used: Vec<&str> = s.tiers_used().iter().map(|t| t.name()).collect();
+        let (total, read) = s
+            .tiers
+            .iter()
+            .fold((0, 0), |(t, r), (_, a, b)| (t + a, r + b));
+        let per_tier: Vec<String> = s
+            .tiers
+            .iter()
+            .map(|(t, a, b)| format!("{}={b}/{a}", t.name()))
+            .collect();
         write!(
             f,
-            "TierScanExec: table={}, tiers=[hot], files={} of {} (pruned {}, deduplicated {}), hot_chunks={} (pruned {}, deduplicated {})",
+            "TierScanExec: table={}, tiers=[{}], files={read} of {total} (pruned {}, deduplicated {}) [{}], hot_chunks={} (pruned {}, deduplicated {})",
             s.table,
-            s.files_scanned,
-            s.files_total,
-            s.files_pruned,
+            used.join(", "),
+            total - read,
             s.files_deduplicated,
+            per_tier.join(", "),
             s.hot_chunks,
             s.hot_chunks_pruned,
             s.hot_chunks_deduplicated

@@ -11,3 +11,4 @@ mod limits;
 mod metadata;
 mod newest_buckets;
 mod slt;
+mod tiers;

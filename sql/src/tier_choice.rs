@@ -1,0 +1,443 @@
+//! Tier choice for aggregates over time buckets. A query such as
+//!
+//! ```sql
+//! SELECT date_bin(INTERVAL '1 hour', time) AS hour, host, max(usage), avg(usage)
+//! FROM cpu WHERE time >= '…' AND time < '…' GROUP BY 1, 2
+//! ```
+//!
+//! is answered exactly from the coarsest rollup tier whose buckets tile the query's
+//! buckets, rather than from raw rows: `min` from `<f>_min`, `max` from `<f>_max`, `sum`
+//! from `<f>_sum`, `count` from Σ`<f>_count`, `avg` as Σ`<f>_sum` / Σ`<f>_count`. The
+//! time range is cut into segments, oldest first: the cold tier (1-hour buckets) where it
+//! has rolled up and nothing is dirty, then the warm tier (1-minute), then raw rows for
+//! the rest (the newest data and any edge not aligned to a tier's buckets). Raw rows enter
+//! the same final aggregate as one-row "buckets" (`min = max = sum = f`, `count = 1`), so
+//! the answer equals the one from raw data.
+//!
+//! Applies when the aggregate reads one metric table directly, groups by tags and one
+//! bucket of `time` (`date_bin` with a fixed width and origin, or `date_trunc`), every
+//! aggregate is `min`, `max`, `sum`, `count` or `avg` of a numeric field (no `DISTINCT`,
+//! `FILTER` or `ORDER BY`), and every filter is on tags or `time`. Otherwise the query
+//! runs as written over the logical table (raw rows where they exist, bucket averages
+//! from rollups for older ranges).
+
+use std::sync::Arc;
+
+use arrow::datatypes::DataType;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, Result, ScalarValue};
+use datafusion::datasource::provider_as_source;
+use datafusion::functions::expr_fn::nullif;
+use datafusion::functions_aggregate::expr_fn::{max, min, sum};
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::{
+    Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, TableScan, cast, lit, when,
+};
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::prelude::ident;
+use strata_catalog::{ColumnKind, FieldType, Tier};
+use strata_engine::TableSnapshot;
+use strata_engine::rollup::{RollupAgg, rollup_column_name};
+use strata_engine::schema::TIME_COLUMN;
+
+use crate::table::{MetricTable, TimeRange, metric_table};
+
+const SECOND: i64 = 1_000_000_000;
+const DAY: i64 = 86_400 * SECOND;
+
+/// The optimizer rule (see the module docs).
+#[derive(Debug, Default)]
+pub struct TierChoiceRule;
+
+impl OptimizerRule for TierChoiceRule {
+    fn name(&self) -> &str {
+        "strata_tier_choice"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        plan.transform_up(|node| {
+            let LogicalPlan::Aggregate(agg) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            match rewrite_aggregate(agg)? {
+                Some(p) => Ok(Transformed::yes(p)),
+                None => Ok(Transformed::no(node)),
+            }
+        })
+    }
+}
+
+/// An aggregate the rollups can answer: which function of which field.
+struct Wanted {
+    func: &'static str,
+    field: String,
+}
+
+fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
+    // Aggregate → [Projection of columns] → [Filter] → TableScan of a metric table.
+    let mut node = agg.input.as_ref();
+    let mut conjuncts: Vec<Expr> = Vec::new();
+    let scan: &TableScan = loop {
+        match node {
+            LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) => {
+                node = p.input.as_ref();
+            }
+            LogicalPlan::Filter(f) => {
+                conjuncts.extend(split_conjunction(&f.predicate).into_iter().cloned());
+                node = f.input.as_ref();
+            }
+            LogicalPlan::TableScan(s) => break s,
+            _ => return Ok(None),
+        }
+    };
+    let Some(table) = metric_table(&scan.source) else {
+        return Ok(None);
+    };
+    if scan.fetch.is_some() {
+        return Ok(None);
+    }
+    conjuncts.extend(scan.filters.iter().cloned());
+    let snap = table.snapshot();
+    let is_tag = |name: &str| {
+        snap.columns
+            .iter()
+            .any(|c| c.name == name && c.kind == ColumnKind::Tag)
+    };
+    // Filters on tags and time only: rollup rows cannot be filtered by raw field values.
+    for c in &conjuncts {
+        let cols = c.column_refs();
+        if cols.is_empty()
+            || !cols
+                .iter()
+                .all(|col| col.name == TIME_COLUMN || is_tag(&col.name))
+        {
+            return Ok(None);
+        }
+    }
+    // Group by tags and exactly one bucket of time.
+    let mut granularity = None;
+    for g in &agg.group_expr {
+        match g {
+            Expr::Column(c) if is_tag(&c.name) => {}
+            e => match bucket_granularity(e) {
+                Some(w) if granularity.is_none() => granularity = Some(w),
+                _ => return Ok(None),
+            },
+        }
+    }
+    let Some(granularity) = granularity else {
+        return Ok(None);
+    };
+    let mut wanted = Vec::new();
+    for e in &agg.aggr_expr {
+        match wanted_aggregate(e, snap) {
+            Some(w) => wanted.push(w),
+            None => return Ok(None),
+        }
+    }
+    let range = TimeRange::from_filters(&conjuncts);
+    let segments = segments(snap, granularity, range);
+    if !segments.iter().any(|s| s.0 != Tier::Hot) {
+        return Ok(None);
+    }
+    // Raw rows must exist where the raw segment starts; before them the logical table
+    // has only bucket averages, which would not be exact.
+    let (raw_from, _) = table.boundaries();
+    if segments
+        .iter()
+        .any(|(tier, lo, _)| *tier == Tier::Hot && *lo < raw_from && has_older_data(snap, raw_from))
+    {
+        return Ok(None);
+    }
+    let mut fields: Vec<&str> = wanted.iter().map(|w| w.field.as_str()).collect();
+    fields.sort_unstable();
+    fields.dedup();
+    let tags: Vec<&str> = snap
+        .columns
+        .iter()
+        .filter(|c| c.kind == ColumnKind::Tag)
+        .map(|c| c.name.as_str())
+        .collect();
+    let ts = |v: i64| lit(ScalarValue::TimestampNanosecond(Some(v), None));
+    let mut parts = Vec::new();
+    for (tier, lo, hi) in &segments {
+        let provider = Arc::new(MetricTable::of_tier(snap.clone(), *tier));
+        let mut filters: Vec<Expr> = conjuncts.iter().map(unqualify).collect();
+        filters.push(ident(TIME_COLUMN).gt_eq(ts(*lo)));
+        if *hi != i64::MAX {
+            filters.push(ident(TIME_COLUMN).lt(ts(*hi)));
+        }
+        let mut exprs: Vec<Expr> = tags.iter().map(|t| ident(*t)).collect();
+        exprs.push(ident(TIME_COLUMN));
+        for f in &fields {
+            let name = |a| rollup_column_name(f, a);
+            if *tier == Tier::Hot {
+                for a in [RollupAgg::Min, RollupAgg::Max, RollupAgg::Sum] {
+                    exprs.push(ident(*f).alias(name(a)));
+                }
+                exprs.push(
+                    when(ident(*f).is_null(), lit(0i64))
+                        .otherwise(lit(1i64))?
+                        .alias(name(RollupAgg::Count)),
+                );
+            } else {
+                for a in [
+                    RollupAgg::Min,
+                    RollupAgg::Max,
+                    RollupAgg::Sum,
+                    RollupAgg::Count,
+                ] {
+                    exprs.push(ident(name(a)));
+                }
+            }
+        }
+        let mut b = LogicalPlanBuilder::scan(
+            format!("{}_{}", scan.table_name.table(), tier.name()),
+            provider_as_source(provider),
+            None,
+        )?;
+        if let Some(p) = conjunction(filters) {
+            b = b.filter(p)?;
+        }
+        parts.push(b.project(exprs)?.build()?);
+    }
+    let mut b = LogicalPlanBuilder::from(parts.remove(0));
+    for p in parts {
+        b = b.union(p)?;
+    }
+    let b = b.alias(scan.table_name.clone())?;
+    let q = |name: String| Expr::Column(Column::new(Some(scan.table_name.clone()), name));
+    let n_group = agg.group_expr.len();
+    let mut aggs = Vec::new();
+    for (i, w) in wanted.iter().enumerate() {
+        let col = |a| q(rollup_column_name(&w.field, a));
+        let e = match w.func {
+            "min" => min(col(RollupAgg::Min)),
+            "max" => max(col(RollupAgg::Max)),
+            "sum" => sum(col(RollupAgg::Sum)),
+            "count" => sum(col(RollupAgg::Count)),
+            _ => {
+                cast(sum(col(RollupAgg::Sum)), DataType::Float64)
+                    / cast(
+                        nullif(sum(col(RollupAgg::Count)), lit(0i64)),
+                        DataType::Float64,
+                    )
+            }
+        };
+        let (qualifier, field) = agg.schema.qualified_field(n_group + i);
+        aggs.push(e.alias_qualified(qualifier.cloned(), field.name()));
+    }
+    let plan = b.aggregate(agg.group_expr.clone(), aggs)?.build()?;
+    Ok(Some(plan))
+}
+
+/// Whether any rollup holds data before `t`.
+fn has_older_data(snap: &TableSnapshot, t: i64) -> bool {
+    snap.files
+        .iter()
+        .any(|f| f.tier != Tier::Hot && f.min_time < t)
+}
+
+/// The column references of `e` without their qualifier (the new scans are not `cpu`).
+fn unqualify(e: &Expr) -> Expr {
+    e.clone()
+        .transform_up(|x| match x {
+            Expr::Column(c) => Ok(Transformed::yes(Expr::Column(Column::new_unqualified(
+                c.name,
+            )))),
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
+        .unwrap_or_else(|_| e.clone())
+}
+
+/// `min|max|sum|count|avg(<numeric field>)`, plain.
+fn wanted_aggregate(e: &Expr, snap: &TableSnapshot) -> Option<Wanted> {
+    let e = match e {
+        Expr::Alias(a) => a.expr.as_ref(),
+        e => e,
+    };
+    let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
+        return None;
+    };
+    if params.distinct
+        || params.filter.is_some()
+        || !params.order_by.is_empty()
+        || params.args.len() != 1
+    {
+        return None;
+    }
+    let func = match func.name() {
+        "min" => "min",
+        "max" => "max",
+        "sum" => "sum",
+        "count" => "count",
+        "avg" => "avg",
+        _ => return None,
+    };
+    // `avg` of an integer field arrives as `avg(CAST(f AS Float64))`.
+    let c = match &params.args[0] {
+        Expr::Column(c) => c,
+        Expr::Cast(cast) if func == "avg" && cast.field.data_type() == &DataType::Float64 => {
+            match cast.expr.as_ref() {
+                Expr::Column(c) => c,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    let numeric = snap.columns.iter().any(|col| {
+        col.name == c.name
+            && matches!(
+                col.kind,
+                ColumnKind::Field(FieldType::Float | FieldType::Integer | FieldType::UInteger)
+            )
+    });
+    numeric.then(|| Wanted {
+        func,
+        field: c.name.clone(),
+    })
+}
+
+/// The granularity (ns) every bucket boundary of `e` is a multiple of, if `e` is a
+/// time bucket: `date_bin(<fixed interval>, time[, <origin>])` or `date_trunc(<unit>,
+/// time)`.
+fn bucket_granularity(e: &Expr) -> Option<i64> {
+    let Expr::ScalarFunction(f) = e else {
+        return None;
+    };
+    let is_time = |x: &Expr| matches!(x, Expr::Column(c) if c.name == TIME_COLUMN);
+    match (f.name(), f.args.as_slice()) {
+        ("date_bin", [stride, t, rest @ ..]) if is_time(t) && rest.len() <= 1 => {
+            let width = match stride {
+                Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+                    i64::from(v.days)
+                        .checked_mul(DAY)?
+                        .checked_add(v.nanoseconds)?
+                }
+                Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => i64::from(v.days)
+                    .checked_mul(DAY)?
+                    .checked_add(i64::from(v.milliseconds) * 1_000_000)?,
+                _ => return None,
+            };
+            let origin = match rest.first() {
+                None => 0,
+                Some(Expr::Literal(ScalarValue::TimestampNanosecond(Some(o), None), _)) => *o,
+                Some(_) => return None,
+            };
+            (width > 0).then(|| gcd(width, origin.rem_euclid(width).max(0)))
+        }
+        ("date_trunc", [unit, t]) if is_time(t) => {
+            let Expr::Literal(ScalarValue::Utf8(Some(u)), _) = unit else {
+                return None;
+            };
+            match u.to_ascii_lowercase().as_str() {
+                "second" => Some(SECOND),
+                "minute" => Some(60 * SECOND),
+                "hour" => Some(3600 * SECOND),
+                "day" | "week" | "month" | "quarter" | "year" => Some(DAY),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Cuts `range` into (tier, from, to) segments in time order. A rollup tier takes a
+/// segment only where its buckets tile the query's buckets (`granularity` is a multiple
+/// of its resolution), the segment's ends are on its bucket boundaries, it has rolled the
+/// segment up, and none of it is dirty. The coarsest tier takes the middle; finer tiers
+/// take the edges up to the coarser tier's boundaries; raw rows take what is left (an
+/// edge finer than a minute, and the newest data not rolled up yet).
+fn segments(snap: &TableSnapshot, granularity: i64, range: TimeRange) -> Vec<(Tier, i64, i64)> {
+    let end = if range.hi == i64::MAX {
+        i64::MAX
+    } else {
+        range.hi.saturating_add(1)
+    };
+    let covers = |tier: Tier, a: i64, b: i64| {
+        let dirty = match tier {
+            Tier::Warm => &snap.rollup.warm_dirty,
+            _ => &snap.rollup.cold_dirty,
+        };
+        snap.rollup.done_to(tier).is_some_and(|d| d >= b)
+            && !dirty.ranges().iter().any(|&(x, y)| x < b && y > a)
+    };
+    // Usable rollup tiers, finest first.
+    let tiers: Vec<Tier> = [Tier::Warm, Tier::Cold]
+        .into_iter()
+        .filter(|t| granularity % t.resolution_ns() == 0 && snap.rollup.done_to(*t).is_some())
+        .collect();
+    let mut out = Vec::new();
+    let mut cursor = range.lo;
+    let push = |out: &mut Vec<(Tier, i64, i64)>, tier: Tier, a: i64, b: i64| match out.last_mut() {
+        Some(last) if last.0 == tier && last.2 == a => last.2 = b,
+        _ => out.push((tier, a, b)),
+    };
+    // The leading edge: up to each coarser tier's next boundary, from the finer tier.
+    let mut finer = Tier::Hot;
+    for &tier in &tiers {
+        if cursor != i64::MIN {
+            let res = tier.resolution_ns();
+            let aligned = cursor.div_euclid(res) * res;
+            let next = if aligned == cursor {
+                cursor
+            } else {
+                aligned.saturating_add(res)
+            };
+            let next = next.min(end);
+            if next > cursor {
+                let by = if finer != Tier::Hot && covers(finer, cursor, next) {
+                    finer
+                } else {
+                    Tier::Hot
+                };
+                push(&mut out, by, cursor, next);
+                cursor = next;
+            }
+        }
+        finer = tier;
+    }
+    // The middle from the coarsest tier, then the trailing edge from finer ones.
+    for &tier in tiers.iter().rev() {
+        let res = tier.resolution_ns();
+        let Some(done) = snap.rollup.done_to(tier) else {
+            continue;
+        };
+        let mut to = if end == i64::MAX {
+            done
+        } else {
+            done.min(end.div_euclid(res) * res)
+        };
+        let dirty = match tier {
+            Tier::Warm => &snap.rollup.warm_dirty,
+            _ => &snap.rollup.cold_dirty,
+        };
+        for &(a, b) in dirty.ranges() {
+            if b > cursor && a < to {
+                to = to.min(a.max(cursor));
+            }
+        }
+        if to > cursor && (cursor == i64::MIN || cursor.rem_euclid(res) == 0) {
+            push(&mut out, tier, cursor, to);
+            cursor = to;
+        }
+    }
+    if cursor < end {
+        push(&mut out, Tier::Hot, cursor, end);
+    }
+    out
+}
