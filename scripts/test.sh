@@ -31,6 +31,10 @@ fi
 ./scripts/kafka.sh install
 export STRATA_TANSU="$(./scripts/kafka.sh path)"
 
+# A real S3-API server for the cold tier's tests (s3s-fs, built once, cached).
+./scripts/s3.sh install
+export STRATA_S3S="$(./scripts/s3.sh path)"
+
 # Real client libraries the end-to-end tests drive (ADBC Flight SQL, influxdb3-python,
 # psycopg), in a virtualenv outside the clone, reinstalled when the pins change.
 VENV="${STRATA_VENV:-$HOME/.cache/strata/venv}"

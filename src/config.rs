@@ -110,6 +110,50 @@ pub struct FileConfig {
     /// `[[scrape]]`: Prometheus-style scrape jobs.
     #[serde(default)]
     pub scrape: Vec<strata_ingest::scrape::ScrapeJobConfig>,
+    /// `[cold_store]`: where the cold tier (1-hour rollups) lives.
+    #[serde(default)]
+    pub cold_store: ColdStoreFile,
+    /// `[databases.<name>]`: per-database settings (retention per tier).
+    #[serde(default)]
+    pub databases: std::collections::BTreeMap<String, DatabaseFile>,
+}
+
+/// `[cold_store]`: `type = "local"` (a directory, `cold/` under the data directory by
+/// default) or `type = "s3"` (any S3-API service).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColdStoreFile {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// `local`: the directory.
+    pub path: Option<PathBuf>,
+    /// `s3`: the service URL (`http://127.0.0.1:9000`); AWS when unset.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    /// Objects go under this prefix of the bucket.
+    pub prefix: Option<String>,
+    /// Credentials; the `AWS_*` environment variables are used when unset.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow a plain-HTTP endpoint (default false).
+    pub allow_http: Option<bool>,
+    /// Virtual-hosted-style requests (`bucket.host`); default false: path style.
+    pub virtual_hosted_style: Option<bool>,
+    /// Retries of a failed request, with exponential backoff (default 10).
+    pub max_retries: Option<usize>,
+    /// Longest a request is retried (default 3m).
+    pub retry_timeout: Option<String>,
+}
+
+/// `[databases.<name>]`: retention of this database's tiers, applied at start (a run-time
+/// `ALTER DATABASE … SET RETENTION` lasts until the next start).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseFile {
+    pub hot_retention: Option<String>,
+    pub warm_retention: Option<String>,
+    pub cold_retention: Option<String>,
 }
 
 /// `[kafka]`: the consumer. Topics are `[[kafka.topics]]` tables.
@@ -174,6 +218,9 @@ pub struct HttpFile {
     pub max_lines_per_request: Option<usize>,
 }
 
+/// Retention per tier of one database (`None`: the server's).
+pub type RetentionChanges = Vec<(strata_catalog::Tier, Option<Duration>)>;
+
 /// The resolved settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -188,6 +235,8 @@ pub struct Settings {
     pub alerting: strata_alerting::config::AlertingConfig,
     /// Scrape jobs; target files are relative to the config file's folder.
     pub scrape: Vec<strata_ingest::scrape::ScrapeJobConfig>,
+    /// Per-database retention from the config file.
+    pub retention: Vec<(String, RetentionChanges)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,10 +277,12 @@ impl Settings {
         }
         if let Some(v) = args.chunk_duration.as_ref().or(s.chunk_duration.as_ref()) {
             engine.chunk_duration = duration("chunk_duration", v)?;
-            if engine.chunk_duration.is_zero() {
+            if engine.chunk_duration.is_zero()
+                || !engine.chunk_duration.as_secs().is_multiple_of(60)
+            {
                 return Err(ConfigError::Value {
                     key: "chunk_duration",
-                    reason: "must be positive".into(),
+                    reason: "must be a whole, positive number of minutes".into(),
                 });
             }
         }
@@ -285,6 +336,40 @@ impl Settings {
         if let Some(v) = file.http.max_lines_per_request {
             ingest.max_lines_per_request = v;
         }
+        engine.cold_store = cold_store(&file.cold_store)?;
+        let mut retention = Vec::new();
+        for (db, d) in &file.databases {
+            strata_engine::check_database_name(db).map_err(|e| ConfigError::Value {
+                key: "databases",
+                reason: e.to_string(),
+            })?;
+            let mut changes = Vec::new();
+            for (tier, key, v) in [
+                (strata_catalog::Tier::Hot, "hot_retention", &d.hot_retention),
+                (
+                    strata_catalog::Tier::Warm,
+                    "warm_retention",
+                    &d.warm_retention,
+                ),
+                (
+                    strata_catalog::Tier::Cold,
+                    "cold_retention",
+                    &d.cold_retention,
+                ),
+            ] {
+                if let Some(v) = v {
+                    let r = duration(key, v)?;
+                    if r.is_zero() {
+                        return Err(ConfigError::Value {
+                            key,
+                            reason: format!("database `{db}`: must be positive"),
+                        });
+                    }
+                    changes.push((tier, Some(r)));
+                }
+            }
+            retention.push((db.clone(), changes));
+        }
         let mut query = strata_sql::QueryConfig::default();
         if let Some(v) = args
             .query_memory_limit
@@ -320,6 +405,7 @@ impl Settings {
             kafka,
             alerting: file.alerting,
             scrape,
+            retention,
         })
     }
 }
@@ -461,6 +547,72 @@ pub fn size(key: &'static str, s: &str) -> Result<u64, ConfigError> {
     })
 }
 
+/// The cold tier's store from `[cold_store]` (`None`: the default local directory).
+fn cold_store(
+    c: &ColdStoreFile,
+) -> Result<Option<std::sync::Arc<dyn object_store::ObjectStore>>, ConfigError> {
+    use object_store::aws::AmazonS3Builder;
+    use std::sync::Arc;
+    let bad = |key: &'static str, reason: String| ConfigError::Value { key, reason };
+    match c.kind.as_deref().unwrap_or("local") {
+        "local" => {
+            let Some(path) = &c.path else {
+                return Ok(None);
+            };
+            std::fs::create_dir_all(path)
+                .map_err(|e| bad("cold_store.path", format!("{}: {e}", path.display())))?;
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
+                .map_err(|e| bad("cold_store.path", e.to_string()))?;
+            Ok(Some(Arc::new(fs)))
+        }
+        "s3" => {
+            let bucket = c.bucket.as_deref().ok_or_else(|| {
+                bad(
+                    "cold_store.bucket",
+                    "an s3 cold store needs a bucket".into(),
+                )
+            })?;
+            let mut b = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_region(c.region.as_deref().unwrap_or("us-east-1"))
+                .with_allow_http(c.allow_http.unwrap_or(false))
+                .with_virtual_hosted_style_request(c.virtual_hosted_style.unwrap_or(false));
+            if let Some(e) = &c.endpoint {
+                b = b.with_endpoint(e);
+            }
+            match (&c.access_key_id, &c.secret_access_key) {
+                (Some(k), Some(s)) => b = b.with_access_key_id(k).with_secret_access_key(s),
+                (None, None) => {}
+                _ => {
+                    return Err(bad(
+                        "cold_store.access_key_id",
+                        "give both access_key_id and secret_access_key, or neither".into(),
+                    ));
+                }
+            }
+            let mut retry = object_store::RetryConfig::default();
+            if let Some(n) = c.max_retries {
+                retry.max_retries = n;
+            }
+            if let Some(t) = &c.retry_timeout {
+                retry.retry_timeout = duration("cold_store.retry_timeout", t)?;
+            }
+            let s3 = b
+                .with_retry(retry)
+                .build()
+                .map_err(|e| bad("cold_store", e.to_string()))?;
+            Ok(Some(match &c.prefix {
+                Some(p) => Arc::new(object_store::prefix::PrefixStore::new(s3, p.as_str())),
+                None => Arc::new(s3),
+            }))
+        }
+        other => Err(bad(
+            "cold_store.type",
+            format!("`{other}` is not a store type (local or s3)"),
+        )),
+    }
+}
+
 /// Parses `500ms`, `30s`, `10m`, `2h`, `7d`.
 pub fn duration(key: &'static str, s: &str) -> Result<Duration, ConfigError> {
     strata_catalog::units::parse_duration(s).map_err(|reason| ConfigError::Value { key, reason })
@@ -481,6 +633,52 @@ mod tests {
             Duration::from_millis(250)
         );
         assert!(duration("k", "3 fortnights").is_err());
+    }
+
+    #[test]
+    fn cold_store_and_database_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Settings::resolve(&ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let s = resolve(
+            "[storage]\nwarm_retention = \"40d\"\n\
+             [cold_store]\ntype = \"s3\"\nendpoint = \"http://127.0.0.1:9\"\nbucket = \"b\"\n\
+             access_key_id = \"k\"\nsecret_access_key = \"s\"\nallow_http = true\n\
+             [databases.fleet]\nhot_retention = \"3d\"\ncold_retention = \"2y\"\n",
+        );
+        // `2y` is not a duration: the error names the key.
+        let err = s.expect_err("bad duration").to_string();
+        assert!(err.contains("cold_retention"), "{err}");
+        let s = resolve(
+            "[storage]\nwarm_retention = \"40d\"\n\
+             [cold_store]\ntype = \"s3\"\nendpoint = \"http://127.0.0.1:9\"\nbucket = \"b\"\n\
+             access_key_id = \"k\"\nsecret_access_key = \"s\"\nallow_http = true\n\
+             [databases.fleet]\nhot_retention = \"3d\"\ncold_retention = \"730d\"\n",
+        )
+        .expect("resolve");
+        assert!(s.engine.cold_store.is_some());
+        assert_eq!(s.engine.warm_retention, Duration::from_secs(40 * 86400));
+        assert_eq!(s.retention.len(), 1);
+        assert_eq!(s.retention[0].0, "fleet");
+        assert_eq!(s.retention[0].1.len(), 2);
+        for (text, key) in [
+            ("[cold_store]\ntype = \"ftp\"\n", "cold_store.type"),
+            ("[cold_store]\ntype = \"s3\"\n", "cold_store.bucket"),
+            (
+                "[cold_store]\ntype = \"s3\"\nbucket = \"b\"\naccess_key_id = \"k\"\n",
+                "cold_store.access_key_id",
+            ),
+            ("[storage]\nchunk_duration = \"90s\"\n", "chunk_duration"),
+        ] {
+            let err = resolve(text).expect_err(text).to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -68,6 +68,9 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         skipped_persisted_rows = report.skipped_persisted_rows,
         "engine open"
     );
+    for (db, changes) in &settings.retention {
+        engine.set_retention(db, changes).await?;
+    }
     let query = QueryEngine::new(Arc::clone(&engine), settings.query.clone())?;
     let kafka = match settings.kafka.clone() {
         Some(k) => {

@@ -10,5 +10,6 @@ pub mod alert_latency;
 pub mod collect;
 pub mod data;
 pub mod kafka;
+pub mod s3;
 pub mod server;
 pub mod tsbs;

@@ -154,8 +154,12 @@ impl RollupProgress {
             return;
         };
         let res = tier.resolution_ns();
-        let lo = start.div_euclid(res) * res;
-        let hi = end.saturating_sub(1).div_euclid(res).saturating_add(1) * res;
+        let lo = start.div_euclid(res).saturating_mul(res);
+        let hi = end
+            .saturating_sub(1)
+            .div_euclid(res)
+            .saturating_add(1)
+            .saturating_mul(res);
         if let Some(d) = self.dirty_mut(tier) {
             d.add(lo, hi.min(done));
         }

@@ -73,6 +73,8 @@ pub enum Error {
     Wal(String),
     #[error("invalid retention: {0}")]
     InvalidRetention(String),
+    #[error("invalid engine setting: {0}")]
+    InvalidConfig(String),
     #[error("the engine is shutting down")]
     ShuttingDown,
     #[error("catalog: {0}")]
@@ -136,6 +138,9 @@ pub struct EngineConfig {
     pub cold_window: Duration,
     /// Where the cold tier lives; `None` is `cold/` under the data directory.
     pub cold_store: Option<Arc<dyn ObjectStore>>,
+    /// Rollup files larger than this are uploaded in parts of this size (multipart; at
+    /// least 5 MiB, S3's smallest part).
+    pub upload_part_bytes: usize,
     pub max_columns_per_table: usize,
     pub max_name_bytes: usize,
 }
@@ -160,6 +165,7 @@ impl Default for EngineConfig {
             warm_window: Duration::from_secs(3600),
             cold_window: Duration::from_secs(24 * 3600),
             cold_store: None,
+            upload_part_bytes: 8 << 20,
             max_columns_per_table: 1000,
             max_name_bytes: 512,
         }
@@ -379,6 +385,19 @@ impl Engine {
         config: EngineConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<(Arc<Self>, OpenReport)> {
+        let minute = Duration::from_secs(60);
+        if config.chunk_duration.is_zero()
+            || !config
+                .chunk_duration
+                .as_nanos()
+                .is_multiple_of(minute.as_nanos())
+        {
+            return Err(Error::InvalidConfig(format!(
+                "chunk_duration must be a whole number of minutes (rollup buckets must not \
+                 straddle chunks), got {:?}",
+                config.chunk_duration
+            )));
+        }
         std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
             path: config.data_dir.clone(),
             source,
@@ -405,10 +424,11 @@ impl Engine {
             let tables = state.dbs.entry(db.clone()).or_default();
             for (name, t) in &def.tables {
                 tables.entry(name.clone()).or_default().columns = t.columns.clone();
+                // Rollup files carry the newest WAL sequence they saw: new writes must
+                // rank after them even when the raw files are gone.
                 max_file_seq = t
                     .files
                     .iter()
-                    .filter(|f| f.tier == Tier::Hot)
                     .map(|f| f.max_seq)
                     .fold(max_file_seq, u64::max);
             }
@@ -591,8 +611,7 @@ impl Engine {
                 budget: self.shared.config.memory_budget_bytes,
             });
         }
-        let retention =
-            i64::try_from(self.shared.config.hot_retention.as_nanos()).unwrap_or(i64::MAX);
+        let retention = self.retention_ns(db, Tier::Hot);
         let limits = PointLimits {
             max_columns_per_table: self.shared.config.max_columns_per_table,
             max_name_bytes: self.shared.config.max_name_bytes,

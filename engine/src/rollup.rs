@@ -86,28 +86,58 @@ pub fn rollup_column_name(field: &str, agg: RollupAgg) -> String {
     format!("{field}_{}", agg.suffix())
 }
 
-/// The columns of a rollup table of a raw table with `raw` columns (see the module docs).
-pub fn rollup_columns(raw: &[ColumnDef]) -> Vec<ColumnDef> {
-    let mut out: Vec<ColumnDef> = Vec::with_capacity(raw.len() * 6);
+/// One rollup column: `agg` of raw field `field` (of type `ty`), named `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupField {
+    pub field: String,
+    pub ty: FieldType,
+    pub agg: RollupAgg,
+    pub name: String,
+}
+
+/// The rollup columns of a raw table's fields, in table order. A name already taken (a
+/// tag called `x_min`, or a field `x_min` next to a field `x`) is skipped: the tag or the
+/// earlier column keeps it.
+pub fn rollup_fields(raw: &[ColumnDef]) -> Vec<RollupField> {
+    let mut taken: std::collections::HashSet<&str> = raw
+        .iter()
+        .filter(|c| !matches!(c.kind, ColumnKind::Field(_)))
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut out: Vec<RollupField> = Vec::new();
     for c in raw {
-        match c.kind {
-            ColumnKind::Tag | ColumnKind::Time => out.push(c.clone()),
-            ColumnKind::Field(t) => {
-                for agg in RollupAgg::ALL.into_iter().filter(|a| a.applies_to(t)) {
-                    let name = rollup_column_name(&c.name, agg);
-                    // A raw field literally named `x_min` next to `x` would collide; the
-                    // first one keeps the name.
-                    if out.iter().any(|o| o.name == name) {
-                        continue;
-                    }
-                    out.push(ColumnDef {
-                        name,
-                        kind: ColumnKind::Field(agg.output_type(t)),
-                    });
-                }
+        let ColumnKind::Field(ty) = c.kind else {
+            continue;
+        };
+        for agg in RollupAgg::ALL.into_iter().filter(|a| a.applies_to(ty)) {
+            let name = rollup_column_name(&c.name, agg);
+            if taken.contains(name.as_str()) || out.iter().any(|o| o.name == name) {
+                continue;
             }
+            out.push(RollupField {
+                field: c.name.clone(),
+                ty,
+                agg,
+                name,
+            });
         }
+        taken.insert(c.name.as_str());
     }
+    out
+}
+
+/// The columns of a rollup table of a raw table with `raw` columns (see the module docs):
+/// tags and time in table order, then the rollup columns.
+pub fn rollup_columns(raw: &[ColumnDef]) -> Vec<ColumnDef> {
+    let mut out: Vec<ColumnDef> = raw
+        .iter()
+        .filter(|c| !matches!(c.kind, ColumnKind::Field(_)))
+        .cloned()
+        .collect();
+    out.extend(rollup_fields(raw).into_iter().map(|f| ColumnDef {
+        kind: ColumnKind::Field(f.agg.output_type(f.ty)),
+        name: f.name,
+    }));
     out
 }
 
@@ -142,40 +172,31 @@ pub fn rollup_plan(input: LogicalPlan, raw: &[ColumnDef], tier: Tier) -> Result<
     group.push(bucket_expr(tier.resolution_ns()).alias(TIME_COLUMN));
     let by_time = vec![ident(TIME_COLUMN).sort(true, false)];
     let mut aggs = Vec::new();
-    for c in raw {
-        let ColumnKind::Field(t) = c.kind else {
-            continue;
+    for f in rollup_fields(raw) {
+        // From raw rows aggregate the field; from a finer rollup, its own column.
+        let arg = if from_raw {
+            ident(&f.field)
+        } else {
+            ident(&f.name)
         };
-        for agg in RollupAgg::ALL.into_iter().filter(|a| a.applies_to(t)) {
-            let name = rollup_column_name(&c.name, agg);
-            if !out_columns.iter().any(|o| o.name == name) {
-                continue;
-            }
-            // From raw rows aggregate the field; from a finer rollup, its own column.
-            let arg = if from_raw {
-                ident(&c.name)
-            } else {
-                ident(&name)
-            };
-            let e = match agg {
-                RollupAgg::Min => min(arg),
-                RollupAgg::Max => max(arg),
-                RollupAgg::Sum => sum(arg),
-                RollupAgg::Count if from_raw => count(arg),
-                RollupAgg::Count => sum(arg),
-                RollupAgg::First => first_value_udaf()
-                    .call(vec![arg])
-                    .order_by(by_time.clone())
-                    .null_treatment(NullTreatment::IgnoreNulls)
-                    .build()?,
-                RollupAgg::Last => last_value_udaf()
-                    .call(vec![arg])
-                    .order_by(by_time.clone())
-                    .null_treatment(NullTreatment::IgnoreNulls)
-                    .build()?,
-            };
-            aggs.push(e.alias(name));
-        }
+        let e = match f.agg {
+            RollupAgg::Min => min(arg),
+            RollupAgg::Max => max(arg),
+            RollupAgg::Sum => sum(arg),
+            RollupAgg::Count if from_raw => count(arg),
+            RollupAgg::Count => sum(arg),
+            RollupAgg::First => first_value_udaf()
+                .call(vec![arg])
+                .order_by(by_time.clone())
+                .null_treatment(NullTreatment::IgnoreNulls)
+                .build()?,
+            RollupAgg::Last => last_value_udaf()
+                .call(vec![arg])
+                .order_by(by_time.clone())
+                .null_treatment(NullTreatment::IgnoreNulls)
+                .build()?,
+        };
+        aggs.push(e.alias(f.name));
     }
     let plan = LogicalPlanBuilder::from(input)
         .aggregate(group, aggs)?

@@ -25,6 +25,9 @@ use crate::{Engine, Error, HotPiece, Result, TableSnapshot, persist, time_range}
 /// Most windows of one tier and table rolled up in one pass (one catalog commit).
 const MAX_WINDOWS_PER_PASS: usize = 96;
 
+/// The smallest part S3 accepts in a multipart upload (all but the last part).
+pub const MIN_PART_BYTES: usize = 5 << 20;
+
 /// What one maintenance pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TierReport {
@@ -58,57 +61,96 @@ impl Engine {
         let _only_one = self.maintenance_lock.lock().await;
         let now = self.shared.clock.now_ns();
         let mut report = TierReport::default();
+        // A table that fails (a store outage, a bad file) does not hold up the others, nor
+        // retention; the first error is returned once the pass is done.
+        let mut first_error = None;
         for tier in [Tier::Warm, Tier::Cold] {
-            self.roll_up(tier, now, &mut report).await?;
+            self.roll_up(tier, now, &mut report, &mut first_error).await;
         }
-        self.expire(now, &mut report).await?;
-        self.delete_due(now, &mut report).await?;
+        if let Err(e) = self.expire(now, &mut report).await {
+            first_error.get_or_insert(e);
+        }
+        if let Err(e) = self.delete_due(now, &mut report).await {
+            first_error.get_or_insert(e);
+        }
         metrics::counter!("strata_rollup_windows_total").increment(report.windows as u64);
         metrics::counter!("strata_rollup_source_rows_total").increment(report.source_rows);
         metrics::counter!("strata_retention_expired_files_total")
             .increment(report.files_expired as u64);
-        Ok(report)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 
     /// The retention of `tier` in `db` (ns): the database's override or the server's.
     pub fn retention_ns(&self, db: &str, tier: Tier) -> i64 {
-        let cfg = &self.shared.config;
-        let default = match tier {
-            Tier::Hot => cfg.hot_retention,
-            Tier::Warm => cfg.warm_retention,
-            Tier::Cold => cfg.cold_retention,
-        };
         self.shared
             .catalog
             .snapshot()
             .database(db)
             .and_then(|d| d.retention.get(tier))
-            .unwrap_or_else(|| nanos(default))
+            .unwrap_or_else(|| self.default_retention_ns(tier))
     }
 
-    /// Sets (or with `None` clears) a database's retention of `tier` at run time.
+    /// Sets (or with `None` clears) a database's retention of some tiers at run time, in
+    /// one catalog change. The effective retentions must not shrink from tier to tier
+    /// (hot ≤ warm ≤ cold): a tier is rolled up from the one below while that one still
+    /// holds the data.
     pub async fn set_retention(
         &self,
         db: &str,
-        tier: Tier,
-        retention: Option<std::time::Duration>,
+        changes: &[(Tier, Option<std::time::Duration>)],
     ) -> Result<()> {
         crate::check_database_name(db)?;
-        if let Some(r) = retention
-            && r.is_zero()
-        {
+        for (tier, r) in changes {
+            if r.is_some_and(|r| r.is_zero()) {
+                return Err(Error::InvalidRetention(format!(
+                    "the {} tier's retention must be longer than 0",
+                    tier.name()
+                )));
+            }
+        }
+        let mut next = self
+            .shared
+            .catalog
+            .snapshot()
+            .database(db)
+            .map(|d| d.retention)
+            .unwrap_or_default();
+        for (tier, r) in changes {
+            next.set(*tier, r.map(nanos));
+        }
+        let effective = |t: Tier| next.get(t).unwrap_or_else(|| self.default_retention_ns(t));
+        let (hot, warm, cold) = (
+            effective(Tier::Hot),
+            effective(Tier::Warm),
+            effective(Tier::Cold),
+        );
+        if hot > warm || warm > cold {
+            let show = |ns: i64| crate::tiers::show(ns);
             return Err(Error::InvalidRetention(format!(
-                "the {} tier's retention must be longer than 0",
-                tier.name()
+                "database `{db}` would keep hot {}, warm {}, cold {}: each tier must keep at \
+                 least as long as the one before it",
+                show(hot),
+                show(warm),
+                show(cold)
             )));
         }
         self.shared
             .catalog
-            .commit(|s| {
-                s.database_mut(db).retention.set(tier, retention.map(nanos));
-            })
+            .commit(|s| s.database_mut(db).retention = next)
             .await?;
         Ok(())
+    }
+
+    fn default_retention_ns(&self, tier: Tier) -> i64 {
+        let cfg = &self.shared.config;
+        nanos(match tier {
+            Tier::Hot => cfg.hot_retention,
+            Tier::Warm => cfg.warm_retention,
+            Tier::Cold => cfg.cold_retention,
+        })
     }
 
     fn window_ns(&self, tier: Tier) -> i64 {
@@ -123,17 +165,47 @@ impl Engine {
         (nanos(w) / res).max(1) * res
     }
 
-    async fn roll_up(&self, tier: Tier, now: i64, report: &mut TierReport) -> Result<()> {
+    async fn roll_up(
+        &self,
+        tier: Tier,
+        now: i64,
+        report: &mut TierReport,
+        first_error: &mut Option<Error>,
+    ) {
+        let cat = self.shared.catalog.snapshot();
+        for (db, d) in &cat.databases {
+            for table in d.tables.keys() {
+                if let Err(e) = self.roll_up_table(tier, now, db, table, report).await {
+                    metrics::counter!("strata_rollup_errors_total").increment(1);
+                    tracing::warn!(%db, %table, tier = tier.name(), error = %e,
+                        "rollup failed; it is retried on the next pass");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    async fn roll_up_table(
+        &self,
+        tier: Tier,
+        now: i64,
+        db: &str,
+        table: &str,
+        report: &mut TierReport,
+    ) -> Result<()> {
         let Some(source) = tier.source() else {
             return Ok(());
         };
         let window = self.window_ns(tier);
         let settle = nanos(self.shared.config.rollup_settle);
         let cat = self.shared.catalog.snapshot();
-        for (db, d) in &cat.databases {
-            for (table, t) in &d.tables {
+        {
+            {
+                let Some(t) = cat.table(db, table) else {
+                    return Ok(());
+                };
                 let Some(snap) = self.table_snapshot(db, table) else {
-                    continue;
+                    return Ok(());
                 };
                 let seen: HashSet<FileId> = snap
                     .files
@@ -174,7 +246,7 @@ impl Engine {
                     }
                 }
                 if work.is_empty() {
-                    continue;
+                    return Ok(());
                 }
                 let mut rolled = Vec::with_capacity(work.len());
                 for (lo, hi, dirty) in work {
@@ -300,7 +372,7 @@ impl Engine {
         }
         .to_object_path();
         let size = bytes.len() as u64;
-        self.tier_store(tier).put(&path, bytes.into()).await?;
+        self.upload(tier, &path, bytes).await?;
         self.fsync_tier_file(tier, path.as_ref()).await?;
         Ok((
             Some(ParquetFileMeta {
@@ -320,6 +392,32 @@ impl Engine {
         ))
     }
 
+    /// Writes a file to a tier's store: one request, or a multipart upload in parts of
+    /// `upload_part_bytes` for a larger file (an interrupted upload is aborted).
+    async fn upload(
+        &self,
+        tier: Tier,
+        path: &object_store::path::Path,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        let store = self.tier_store(tier);
+        // S3 refuses parts under 5 MiB (all but the last).
+        let part = self.shared.config.upload_part_bytes.max(MIN_PART_BYTES);
+        if bytes.len() <= part {
+            store.put(path, bytes.into()).await?;
+            return Ok(());
+        }
+        let upload = store.put_multipart(path).await?;
+        let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, part);
+        w.put(bytes::Bytes::from(bytes));
+        if let Err(e) = w.finish().await {
+            tracing::warn!(%path, error = %e, "multipart upload failed; it is retried on the next pass");
+            return Err(e.into());
+        }
+        metrics::counter!("strata_multipart_uploads_total").increment(1);
+        Ok(())
+    }
+
     /// Moves files past their tier's retention out of the catalog, into the pending
     /// deletes. A raw or warm file stays until the next tier has rolled it up.
     async fn expire(&self, now: i64, report: &mut TierReport) -> Result<()> {
@@ -327,7 +425,19 @@ impl Engine {
         let mut expired: Vec<(String, String, FileId)> = Vec::new();
         for (db, d) in &cat.databases {
             for (table, t) in &d.tables {
+                // Unpersisted late data in a chunk keeps the chunk's files: once it is
+                // persisted, the recomputed buckets read them.
+                let hot: Vec<(i64, i64)> = self
+                    .table_snapshot(db, table)
+                    .map(|s| s.hot.iter().map(|h| (h.chunk_start, h.chunk_end)).collect())
+                    .unwrap_or_default();
                 for f in &t.files {
+                    if hot
+                        .iter()
+                        .any(|(a, b)| *a < f.chunk_end && *b > f.chunk_start)
+                    {
+                        continue;
+                    }
                     let cutoff = now.saturating_sub(self.retention_ns(db, f.tier));
                     if f.chunk_end > cutoff {
                         continue;
@@ -357,7 +467,17 @@ impl Engine {
                 let mut gone = Vec::new();
                 for (db, table, id) in &expired {
                     let t = s.database_mut(db).table_mut(table);
-                    if let Some(pos) = t.files.iter().position(|f| f.id == *id) {
+                    // Re-checked on the state being committed: a rollup may have marked
+                    // the file's buckets dirty since the snapshot.
+                    let still = t.files.iter().position(|f| f.id == *id).filter(|&i| {
+                        let f = &t.files[i];
+                        match f.tier {
+                            Tier::Hot => rolled_past(t, Tier::Warm, f),
+                            Tier::Warm => rolled_past(t, Tier::Cold, f),
+                            Tier::Cold => true,
+                        }
+                    });
+                    if let Some(pos) = still {
                         let f = t.files.remove(pos);
                         gone.push(PendingDelete {
                             path: f.path,
@@ -442,6 +562,11 @@ fn earliest(snap: &TableSnapshot, source: Tier) -> Option<i64> {
         .filter(|h| source == Tier::Hot && h.rows > 0)
         .map(|h| h.min_time);
     files.chain(hot).min()
+}
+
+/// A retention for people: `7d`, `36h`.
+pub(crate) fn show(ns: i64) -> String {
+    strata_catalog::units::format_duration(std::time::Duration::from_nanos(ns.max(0) as u64))
 }
 
 pub(crate) fn nanos(d: std::time::Duration) -> i64 {

@@ -572,7 +572,7 @@ fn engine_error(e: strata_engine::Error, text: &str, path: &'static str) -> Resp
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
-        E::InvalidDatabase { .. } | E::InvalidRetention(_) => {
+        E::InvalidDatabase { .. } | E::InvalidRetention(_) | E::InvalidConfig(_) => {
             error(StatusCode::BAD_REQUEST, e.to_string())
         }
         E::AllOrNothing { rejected } => {

@@ -19,6 +19,7 @@ pub mod last_values;
 pub mod newest_buckets;
 pub mod normalize;
 pub mod pg;
+pub mod retention;
 pub mod table;
 pub mod tier_choice;
 
@@ -165,6 +166,9 @@ impl QueryEngine {
 
     /// The command handler's result schema for `sql`, if it is one of its statements.
     pub fn command_schema(&self, sql: &str) -> Option<SchemaRef> {
+        if retention::parse(sql).is_some() {
+            return Some(retention::schema());
+        }
         self.commands.get()?.recognise(sql)
     }
 
@@ -174,9 +178,20 @@ impl QueryEngine {
         db: &str,
         sql: &str,
     ) -> Option<Result<(SchemaRef, SendableRecordBatchStream)>> {
-        let handler = self.commands.get()?;
-        let schema = handler.recognise(sql)?;
-        let result = handler.run(db, sql).await;
+        let (schema, result) = match retention::parse(sql) {
+            Some(parsed) => {
+                let result = match parsed {
+                    Ok(st) => retention::run(&self.engine, st).await,
+                    Err(e) => Err(e),
+                };
+                (retention::schema(), result)
+            }
+            None => {
+                let handler = self.commands.get()?;
+                let schema = handler.recognise(sql)?;
+                (schema, handler.run(db, sql).await)
+            }
+        };
         metrics::counter!("strata_commands_total", "outcome" => if result.is_ok() { "ok" } else { "error" })
             .increment(1);
         Some(result.map_err(Error::from).and_then(|batch| {

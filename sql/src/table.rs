@@ -38,10 +38,10 @@ use datafusion::physical_plan::{
 use datafusion::prelude::ident;
 use strata_catalog::{ColumnDef, ColumnKind, FieldType, ParquetFileMeta, Tier};
 use strata_engine::dedup::project_to_table;
-use strata_engine::rollup::{RollupAgg, rollup_column_name, tier_columns};
+use strata_engine::rollup::{RollupAgg, rollup_fields, tier_columns};
 use strata_engine::scan::sources_plan;
 use strata_engine::schema::TIME_COLUMN;
-use strata_engine::schema::arrow_schema;
+use strata_engine::schema::{arrow_schema, field_type};
 use strata_engine::{HotPiece, TableSnapshot};
 
 pub use strata_engine::scan::{COLD_STORE_URL, DATA_STORE_URL, FileSet};
@@ -165,26 +165,36 @@ impl MetricTable {
         filters.push(ident(TIME_COLUMN).lt(ts_lit(to)));
         let sources = sources_plan(&schema, &columns, &files, &[], &filters)?;
         summary.files_deduplicated += sources.files_deduplicated;
+        let rollup = rollup_fields(&self.snap.columns);
+        // The rollup column of a field's aggregate (absent when its name was taken).
+        let col_of = |field: &str, agg: RollupAgg| {
+            rollup
+                .iter()
+                .find(|f| f.field == field && f.agg == agg)
+                .map(|f| ident(&f.name))
+        };
         let exprs: Vec<Expr> = self
             .snap
             .columns
             .iter()
             .map(|c| match c.kind {
                 ColumnKind::Tag | ColumnKind::Time => ident(&c.name),
-                ColumnKind::Field(FieldType::Boolean | FieldType::String) => {
-                    ident(rollup_column_name(&c.name, RollupAgg::Last)).alias(&c.name)
+                ColumnKind::Field(t @ (FieldType::Boolean | FieldType::String)) => {
+                    col_of(&c.name, RollupAgg::Last)
+                        .unwrap_or_else(|| cast(lit(ScalarValue::Null), field_type(t)))
+                        .alias(&c.name)
                 }
-                ColumnKind::Field(_) => (cast(
-                    ident(rollup_column_name(&c.name, RollupAgg::Sum)),
-                    DataType::Float64,
-                ) / cast(
-                    nullif(
-                        ident(rollup_column_name(&c.name, RollupAgg::Count)),
-                        lit(0i64),
-                    ),
-                    DataType::Float64,
-                ))
-                .alias(&c.name),
+                ColumnKind::Field(_) => {
+                    match (
+                        col_of(&c.name, RollupAgg::Sum),
+                        col_of(&c.name, RollupAgg::Count),
+                    ) {
+                        (Some(s), Some(n)) => (cast(s, DataType::Float64)
+                            / cast(nullif(n, lit(0i64)), DataType::Float64))
+                        .alias(&c.name),
+                        _ => cast(lit(ScalarValue::Null), DataType::Float64).alias(&c.name),
+                    }
+                }
             })
             .collect();
         let plan = LogicalPlanBuilder::from(sources.plan)

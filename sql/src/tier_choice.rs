@@ -36,9 +36,10 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::prelude::ident;
+use strata_catalog::RangeSet;
 use strata_catalog::{ColumnKind, FieldType, Tier};
 use strata_engine::TableSnapshot;
-use strata_engine::rollup::{RollupAgg, rollup_column_name};
+use strata_engine::rollup::{RollupAgg, ceil_to, floor_to, rollup_column_name, rollup_fields};
 use strata_engine::schema::TIME_COLUMN;
 
 use crate::table::{MetricTable, TimeRange, metric_table};
@@ -113,12 +114,19 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
             .any(|c| c.name == name && c.kind == ColumnKind::Tag)
     };
     // Filters on tags and time only: rollup rows cannot be filtered by raw field values.
+    // A filter on time must be a bound the range below understands (`time >= …`,
+    // `BETWEEN`): anything else (`OR`, `<>`, functions of time) would be applied to bucket
+    // starts, not to points.
     for c in &conjuncts {
         let cols = c.column_refs();
+        let on_time = cols.iter().any(|col| col.name == TIME_COLUMN);
         if cols.is_empty()
             || !cols
                 .iter()
                 .all(|col| col.name == TIME_COLUMN || is_tag(&col.name))
+            || on_time
+                && (cols.len() != 1
+                    || TimeRange::from_filters(std::slice::from_ref(c)) == TimeRange::ALL)
         {
             return Ok(None);
         }
@@ -149,12 +157,14 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
     if !segments.iter().any(|s| s.0 != Tier::Hot) {
         return Ok(None);
     }
-    // Raw rows must exist where the raw segment starts; before them the logical table
-    // has only bucket averages, which would not be exact.
+    // Each segment's tier must hold all of it: where a segment starts before its tier's
+    // oldest data (expired by retention) while another tier still has rows there, the
+    // answer would miss them (or, for raw rows, get bucket averages), so the query runs
+    // as written.
     let (raw_from, _) = table.boundaries();
     if segments
         .iter()
-        .any(|(tier, lo, _)| *tier == Tier::Hot && *lo < raw_from && has_older_data(snap, raw_from))
+        .any(|&(tier, lo, hi)| misses_older_data(snap, tier, lo, hi, raw_from))
     {
         return Ok(None);
     }
@@ -216,35 +226,75 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
     }
     let b = b.alias(scan.table_name.clone())?;
     let q = |name: String| Expr::Column(Column::new(Some(scan.table_name.clone()), name));
+    // One aggregate per distinct (function, field), then a projection that builds each
+    // wanted value (avg = Σsum / Σcount) under the original output name.
+    let mut partial: Vec<(String, Expr)> = Vec::new();
+    let mut partial_col = |key: String, make: &dyn Fn() -> Expr| -> Expr {
+        if !partial.iter().any(|(k, _)| *k == key) {
+            partial.push((key.clone(), make().alias(&key)));
+        }
+        Expr::Column(Column::new_unqualified(key))
+    };
     let n_group = agg.group_expr.len();
-    let mut aggs = Vec::new();
+    let mut outputs = Vec::new();
     for (i, w) in wanted.iter().enumerate() {
         let col = |a| q(rollup_column_name(&w.field, a));
+        let key = |what: &str| format!("__strata_{what}_{}", w.field);
         let e = match w.func {
-            "min" => min(col(RollupAgg::Min)),
-            "max" => max(col(RollupAgg::Max)),
-            "sum" => sum(col(RollupAgg::Sum)),
-            "count" => sum(col(RollupAgg::Count)),
+            "min" => partial_col(key("min"), &|| min(col(RollupAgg::Min))),
+            "max" => partial_col(key("max"), &|| max(col(RollupAgg::Max))),
+            "sum" => partial_col(key("sum"), &|| sum(col(RollupAgg::Sum))),
+            "count" => partial_col(key("count"), &|| sum(col(RollupAgg::Count))),
+            // Sums cast before adding up, as `avg` of raw integers does per value.
             _ => {
-                cast(sum(col(RollupAgg::Sum)), DataType::Float64)
-                    / cast(
-                        nullif(sum(col(RollupAgg::Count)), lit(0i64)),
-                        DataType::Float64,
-                    )
+                let total = partial_col(key("fsum"), &|| {
+                    sum(cast(col(RollupAgg::Sum), DataType::Float64))
+                });
+                let n = partial_col(key("count"), &|| sum(col(RollupAgg::Count)));
+                total / cast(nullif(n, lit(0i64)), DataType::Float64)
             }
         };
         let (qualifier, field) = agg.schema.qualified_field(n_group + i);
-        aggs.push(e.alias_qualified(qualifier.cloned(), field.name()));
+        outputs.push(e.alias_qualified(qualifier.cloned(), field.name()));
     }
-    let plan = b.aggregate(agg.group_expr.clone(), aggs)?.build()?;
+    let aggregated = b
+        .aggregate(
+            agg.group_expr.clone(),
+            partial.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+        )?
+        .build()?;
+    let mut exprs: Vec<Expr> = (0..n_group)
+        .map(|i| {
+            let (qualifier, field) = aggregated.schema().qualified_field(i);
+            Expr::Column(Column::new(qualifier.cloned(), field.name()))
+        })
+        .collect();
+    exprs.extend(outputs);
+    let plan = LogicalPlanBuilder::from(aggregated)
+        .project(exprs)?
+        .build()?;
     Ok(Some(plan))
 }
 
-/// Whether any rollup holds data before `t`.
-fn has_older_data(snap: &TableSnapshot, t: i64) -> bool {
-    snap.files
-        .iter()
-        .any(|f| f.tier != Tier::Hot && f.min_time < t)
+/// Whether the segment `[lo, hi)` of `tier` starts before the tier's oldest data while
+/// another tier holds rows in that gap.
+fn misses_older_data(snap: &TableSnapshot, tier: Tier, lo: i64, hi: i64, raw_from: i64) -> bool {
+    let start = match tier {
+        Tier::Hot => raw_from,
+        t => snap
+            .files
+            .iter()
+            .filter(|f| f.tier == t)
+            .map(|f| f.chunk_start)
+            .min()
+            .unwrap_or(i64::MAX),
+    };
+    let gap_end = hi.min(start);
+    lo < gap_end
+        && snap
+            .files
+            .iter()
+            .any(|f| f.tier != tier && f.min_time < gap_end && f.max_time >= lo)
 }
 
 /// The column references of `e` without their qualifier (the new scans are not `cpu`).
@@ -302,7 +352,21 @@ fn wanted_aggregate(e: &Expr, snap: &TableSnapshot) -> Option<Wanted> {
                 ColumnKind::Field(FieldType::Float | FieldType::Integer | FieldType::UInteger)
             )
     });
-    numeric.then(|| Wanted {
+    // The rollup columns must carry their usual names (a tag can take one).
+    let rollup = rollup_fields(&snap.columns);
+    let named = [
+        RollupAgg::Min,
+        RollupAgg::Max,
+        RollupAgg::Sum,
+        RollupAgg::Count,
+    ]
+    .iter()
+    .all(|a| {
+        rollup
+            .iter()
+            .any(|f| f.field == c.name && f.agg == *a && f.name == rollup_column_name(&c.name, *a))
+    });
+    (numeric && named).then(|| Wanted {
         func,
         field: c.name.clone(),
     })
@@ -368,13 +432,33 @@ fn segments(snap: &TableSnapshot, granularity: i64, range: TimeRange) -> Vec<(Ti
     } else {
         range.hi.saturating_add(1)
     };
-    let covers = |tier: Tier, a: i64, b: i64| {
-        let dirty = match tier {
+    // What a tier cannot answer yet, in its buckets: its dirty buckets; for the cold
+    // tier also the warm tier's (recomputed into cold a pass later); and data still in
+    // memory (late points are marked dirty only when persisted).
+    let dirty_of = |tier: Tier| {
+        let res = tier.resolution_ns();
+        let mut d = RangeSet::default();
+        let mut add = |a: i64, b: i64| d.add(floor_to(a, res), ceil_to(b, res));
+        let own = match tier {
             Tier::Warm => &snap.rollup.warm_dirty,
             _ => &snap.rollup.cold_dirty,
         };
+        for &(a, b) in own.ranges() {
+            add(a, b);
+        }
+        if tier == Tier::Cold {
+            for &(a, b) in snap.rollup.warm_dirty.ranges() {
+                add(a, b);
+            }
+        }
+        for h in snap.hot.iter().filter(|h| h.rows > 0) {
+            add(h.min_time, h.max_time.saturating_add(1));
+        }
+        d
+    };
+    let covers = |tier: Tier, a: i64, b: i64| {
         snap.rollup.done_to(tier).is_some_and(|d| d >= b)
-            && !dirty.ranges().iter().any(|&(x, y)| x < b && y > a)
+            && !dirty_of(tier).ranges().iter().any(|&(x, y)| x < b && y > a)
     };
     // Usable rollup tiers, finest first.
     let tiers: Vec<Tier> = [Tier::Warm, Tier::Cold]
@@ -400,13 +484,21 @@ fn segments(snap: &TableSnapshot, granularity: i64, range: TimeRange) -> Vec<(Ti
             };
             let next = next.min(end);
             if next > cursor {
-                let by = if finer != Tier::Hot && covers(finer, cursor, next) {
-                    finer
-                } else {
-                    Tier::Hot
-                };
-                push(&mut out, by, cursor, next);
-                cursor = next;
+                // The finer tier up to its last whole bucket; raw rows for the rest.
+                let fres = finer.resolution_ns();
+                let fin_to = floor_to(next, fres);
+                if finer != Tier::Hot
+                    && cursor.rem_euclid(fres) == 0
+                    && fin_to > cursor
+                    && covers(finer, cursor, fin_to)
+                {
+                    push(&mut out, finer, cursor, fin_to);
+                    cursor = fin_to;
+                }
+                if next > cursor {
+                    push(&mut out, Tier::Hot, cursor, next);
+                    cursor = next;
+                }
             }
         }
         finer = tier;
@@ -422,10 +514,7 @@ fn segments(snap: &TableSnapshot, granularity: i64, range: TimeRange) -> Vec<(Ti
         } else {
             done.min(end.div_euclid(res) * res)
         };
-        let dirty = match tier {
-            Tier::Warm => &snap.rollup.warm_dirty,
-            _ => &snap.rollup.cold_dirty,
-        };
+        let dirty = dirty_of(tier);
         for &(a, b) in dirty.ranges() {
             if b > cursor && a < to {
                 to = to.min(a.max(cursor));

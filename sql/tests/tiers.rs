@@ -146,6 +146,29 @@ async fn bucketed_aggregates_come_from_the_coarsest_exact_tier() {
             ),
             vec![Tier::Hot, Tier::Warm, Tier::Cold],
         ),
+        (
+            "an end inside a minute: warm up to the minute, raw rows after",
+            format!(
+                "SELECT date_trunc('hour', time) AS t, host, {aggs} FROM cpu \
+                 WHERE time >= {} AND time < {} GROUP BY 1, 2 ORDER BY 1, 2",
+                ts(T0 + 38 * DAY + 10 * HOUR + 5 * 60 * SEC),
+                ts(T0 + 38 * DAY + 10 * HOUR + 30 * 60 * SEC + 30 * SEC)
+            ),
+            vec![Tier::Warm, Tier::Hot],
+        ),
+        (
+            "a time filter the rollups cannot apply (OR): raw rows only",
+            format!(
+                "SELECT date_trunc('hour', time) AS t, {aggs} FROM cpu \
+                 WHERE (time < {} OR time >= {}) AND time >= {} AND time < {} \
+                 GROUP BY 1 ORDER BY 1",
+                ts(T0 + 38 * DAY + 10 * HOUR + 30 * 60 * SEC),
+                ts(T0 + 38 * DAY + 11 * HOUR + 15 * 60 * SEC),
+                ts(T0 + 38 * DAY + 9 * HOUR),
+                ts(T0 + 38 * DAY + 13 * HOUR)
+            ),
+            vec![Tier::Hot],
+        ),
     ];
     // Raw answers, before any rollup exists.
     let mut raw = Vec::new();
@@ -165,14 +188,12 @@ async fn bucketed_aggregates_come_from_the_coarsest_exact_tier() {
             break;
         }
     }
-    engine
-        .set_retention(
-            "metrics",
-            Tier::Hot,
-            Some(Duration::from_secs(7 * 24 * 3600)),
-        )
-        .await
-        .expect("retention");
+    let r = rows(&q, "ALTER DATABASE metrics SET RETENTION hot = '7d'").await;
+    assert!(
+        r.iter()
+            .any(|l| l.contains("| hot  | 7d        | database ")),
+        "{r:?}"
+    );
     let r = engine.maintain_tiers().await.expect("maintain");
     assert!(r.files_expired > 100, "{r:?}");
 
@@ -193,6 +214,12 @@ async fn bucketed_aggregates_come_from_the_coarsest_exact_tier() {
             );
         }
         let plan = tiers_of(&q, sql).await;
+        if want == &[Tier::Hot] {
+            assert!(
+                !plan.contains("tiers=[warm]") && !plan.contains("tiers=[cold]"),
+                "{name} must not read rollups: {plan}"
+            );
+        }
         for tier in want {
             assert!(
                 plan.contains(&format!("tiers=[{}]", tier.name())),

@@ -1,6 +1,7 @@
 mod agent;
 mod alerting;
 mod clients;
+mod cold_s3;
 mod durability;
 mod flight;
 mod kafka;
