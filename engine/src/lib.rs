@@ -138,6 +138,10 @@ pub struct EngineConfig {
     pub cold_window: Duration,
     /// Where the cold tier lives; `None` is `cold/` under the data directory.
     pub cold_store: Option<Arc<dyn ObjectStore>>,
+    /// Compaction merges each tier's files into one sorted file per window of this span
+    /// (hot, warm, cold), so file counts stay bounded: by default an hour of raw chunks,
+    /// a day of warm windows, 30 days of cold ones.
+    pub compaction_windows: [Duration; 3],
     /// Rollup files larger than this are uploaded in parts of this size (multipart; at
     /// least 5 MiB, S3's smallest part).
     pub upload_part_bytes: usize,
@@ -166,6 +170,11 @@ impl Default for EngineConfig {
             cold_window: Duration::from_secs(24 * 3600),
             cold_store: None,
             upload_part_bytes: 8 << 20,
+            compaction_windows: [
+                Duration::from_secs(3600),
+                Duration::from_secs(24 * 3600),
+                Duration::from_secs(30 * 24 * 3600),
+            ],
             max_columns_per_table: 1000,
             max_name_bytes: 512,
         }

@@ -39,6 +39,9 @@ pub struct TierReport {
     pub files_written: usize,
     /// Rows read from the tier below to build them.
     pub source_rows: u64,
+    /// Files merged by compaction, and the files they became.
+    pub files_compacted: usize,
+    pub compacted_into: usize,
     /// Files removed from the catalog by retention (deleted after the grace period).
     pub files_expired: usize,
     /// Files deleted from their store.
@@ -66,6 +69,9 @@ impl Engine {
         let mut first_error = None;
         for tier in [Tier::Warm, Tier::Cold] {
             self.roll_up(tier, now, &mut report, &mut first_error).await;
+        }
+        if let Err(e) = self.compact(now, &mut report).await {
+            first_error.get_or_insert(e);
         }
         if let Err(e) = self.expire(now, &mut report).await {
             first_error.get_or_insert(e);
@@ -390,6 +396,147 @@ impl Engine {
             }),
             source_rows,
         ))
+    }
+
+    /// Merges each tier's files of one compaction window into one sorted, deduplicated
+    /// file. A window is compacted once it is complete: for raw data no hot chunk overlaps
+    /// it (so every WAL write up to the output's `max_seq` in the window is in the inputs,
+    /// which keeps WAL replay's skip rule true), for a rollup tier it is rolled up. Only
+    /// files lying wholly inside the window take part; the inputs leave the catalog in the
+    /// same commit that registers the output, and are deleted after the grace period.
+    async fn compact(&self, now: i64, report: &mut TierReport) -> Result<()> {
+        let cat = self.shared.catalog.snapshot();
+        let grace = nanos(self.shared.config.retention_grace);
+        let settle = nanos(self.shared.config.rollup_settle);
+        for (db, d) in &cat.databases {
+            for table in d.tables.keys() {
+                let Some(snap) = self.table_snapshot(db, table) else {
+                    continue;
+                };
+                for (i, tier) in Tier::ALL.into_iter().enumerate() {
+                    let window = nanos(self.shared.config.compaction_windows[i]).max(1);
+                    let complete_to = match tier {
+                        Tier::Hot => now.saturating_sub(settle),
+                        t => snap.rollup.done_to(t).unwrap_or(i64::MIN),
+                    };
+                    let mut groups: std::collections::BTreeMap<i64, Vec<&ParquetFileMeta>> =
+                        Default::default();
+                    for f in snap.files.iter().filter(|f| f.tier == tier) {
+                        let w = floor_to(f.chunk_start, window);
+                        if f.chunk_end <= w.saturating_add(window) {
+                            groups.entry(w).or_default().push(f);
+                        }
+                    }
+                    for (w, files) in groups {
+                        let end = w.saturating_add(window);
+                        let whole = files.len() == 1
+                            && files[0].chunk_start == w
+                            && files[0].chunk_end == end;
+                        let busy = snap
+                            .hot
+                            .iter()
+                            .any(|h| h.chunk_start < end && h.chunk_end > w);
+                        if files.len() < 2 && whole || end > complete_to || busy {
+                            continue;
+                        }
+                        self.compact_window(&snap, tier, w, end, &files, now, grace)
+                            .await?;
+                        report.files_compacted += files.len();
+                        report.compacted_into += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn compact_window(
+        &self,
+        snap: &TableSnapshot,
+        tier: Tier,
+        lo: i64,
+        hi: i64,
+        files: &[&ParquetFileMeta],
+        now: i64,
+        grace: i64,
+    ) -> Result<()> {
+        let columns = tier_columns(tier, &snap.columns);
+        let schema = arrow_schema(&columns);
+        let sources = sources_plan(&schema, &columns, files, &[], &[])?;
+        let sort: Vec<_> = columns
+            .iter()
+            .filter(|c| !matches!(c.kind, strata_catalog::ColumnKind::Field(_)))
+            .map(|c| ident(&c.name).sort(true, true))
+            .collect();
+        let plan = datafusion::logical_expr::LogicalPlanBuilder::from(sources.plan)
+            .sort(sort)?
+            .build()?;
+        let batches = self
+            .rollup_df
+            .execute_logical_plan(plan)
+            .await?
+            .collect()
+            .await?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let (min_time, max_time) = time_range(&batches).unwrap_or((lo, hi - 1));
+        let max_seq = files.iter().map(|f| f.max_seq).max().unwrap_or(0);
+        let cols = columns.clone();
+        let bytes =
+            tokio::task::spawn_blocking(move || persist::encode_parquet(&schema, &batches, &cols))
+                .await
+                .map_err(|e| Error::Wal(format!("parquet encoder task failed: {e}")))??;
+        let id = FileId(self.allocate_file_id());
+        let path = ParquetFilePath {
+            tier,
+            db: snap.db.clone(),
+            table: snap.table.clone(),
+            chunk_start: lo,
+            file_id: id,
+        }
+        .to_object_path();
+        let size = bytes.len() as u64;
+        self.upload(tier, &path, bytes).await?;
+        self.fsync_tier_file(tier, path.as_ref()).await?;
+        let meta = ParquetFileMeta {
+            id,
+            path: path.to_string(),
+            tier,
+            min_time,
+            max_time,
+            chunk_start: lo,
+            chunk_end: hi,
+            row_count: rows as u64,
+            size_bytes: size,
+            max_seq,
+            created_at: now,
+        };
+        let inputs: HashSet<FileId> = files.iter().map(|f| f.id).collect();
+        let next_id = self.next_file_id();
+        self.shared
+            .catalog
+            .commit(|s| {
+                s.next_file_id = s.next_file_id.max(next_id);
+                let t = s.database_mut(&snap.db).table_mut(&snap.table);
+                let mut gone = Vec::new();
+                t.files.retain(|f| {
+                    if inputs.contains(&f.id) {
+                        gone.push(PendingDelete {
+                            path: f.path.clone(),
+                            tier: f.tier,
+                            delete_after: now.saturating_add(grace),
+                        });
+                        false
+                    } else {
+                        true
+                    }
+                });
+                t.files.push(meta);
+                s.pending_deletes.extend(gone);
+            })
+            .await?;
+        metrics::counter!("strata_compacted_files_total").increment(files.len() as u64);
+        Ok(())
     }
 
     /// Writes a file to a tier's store: one request, or a multipart upload in parts of

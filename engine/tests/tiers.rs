@@ -175,6 +175,11 @@ fn config(dir: &Path) -> EngineConfig {
     c.chunk_duration = Duration::from_secs(6 * 3600);
     c.warm_window = Duration::from_secs(6 * 3600);
     c.rollup_settle = Duration::from_secs(3600);
+    c.compaction_windows = [
+        Duration::from_secs(24 * 3600),
+        Duration::from_secs(2 * 24 * 3600),
+        Duration::from_secs(10 * 24 * 3600),
+    ];
     c
 }
 
@@ -219,46 +224,48 @@ async fn forty_days_fill_every_tier_as_retention_says_and_late_data_updates_them
     e.maintain_tiers().await.expect("maintain");
     let now = now + 2 * HOUR + 10 * MIN;
 
-    // Raw tier: whole chunks inside the 7 days, nothing older.
-    let hot_cut = now - 7 * DAY;
+    // Each tier covers one contiguous range, from the retention cutoff (rounded down to
+    // a whole file) to its newest data, and compaction keeps its file count small.
     let chunk = 6 * HOUR;
-    let raw_chunks: Vec<i64> = files(&e, Tier::Hot).iter().map(|f| f.chunk_start).collect();
-    let want: Vec<i64> = (0..DAYS * 4)
-        .map(|i| T0 + i * chunk)
-        .filter(|s| s + chunk > hot_cut)
-        .collect();
-    assert_eq!(raw_chunks, want, "raw chunks");
-    // Warm tier: windows ending inside 30 days, up to the settle horizon.
-    let warm_cut = now - 30 * DAY;
     let warm_to = (now - HOUR).div_euclid(chunk) * chunk;
-    let mut warm_windows: Vec<i64> = files(&e, Tier::Warm)
-        .iter()
-        .map(|f| f.chunk_start)
-        .collect();
-    warm_windows.sort_unstable();
-    let want: Vec<i64> = (0..DAYS * 4)
-        .map(|i| T0 + i * chunk)
-        .filter(|s| s + chunk > warm_cut && s + chunk <= warm_to)
-        .collect();
-    assert_eq!(warm_windows, want, "warm windows");
-    // Cold tier: every day (a year's retention).
-    let mut cold_days: Vec<i64> = files(&e, Tier::Cold)
-        .iter()
-        .map(|f| f.chunk_start)
-        .collect();
-    cold_days.sort_unstable();
-    assert_eq!(
-        cold_days,
-        (0..DAYS).map(|d| T0 + d * DAY).collect::<Vec<_>>()
-    );
-    // Expired files are gone from disk too.
+    let check = |tier: Tier, retention: i64, compaction: i64, end: i64, max_files: usize| {
+        let mut fs = files(&e, tier);
+        fs.sort_by_key(|f| f.chunk_start);
+        let cut = now - retention;
+        assert!(fs.len() <= max_files, "{tier:?}: {} files", fs.len());
+        assert!(
+            fs.iter().all(|f| f.chunk_end > cut),
+            "{tier:?} keeps expired files"
+        );
+        let start = fs[0].chunk_start;
+        assert!(
+            start <= cut.max(T0) && start > cut - compaction,
+            "{tier:?} starts at {start}"
+        );
+        for w in fs.windows(2) {
+            assert_eq!(
+                w[0].chunk_end, w[1].chunk_start,
+                "{tier:?} has a gap or overlap"
+            );
+        }
+        assert_eq!(fs.last().map(|f| f.chunk_end), Some(end), "{tier:?} ends");
+        start
+    };
+    check(Tier::Hot, 7 * DAY, DAY, T0 + DAYS * DAY, 9);
+    let warm_from = check(Tier::Warm, 30 * DAY, 2 * DAY, warm_to, 17);
+    // Complete 10-day windows, then the days of the window still filling.
+    check(Tier::Cold, 365 * DAY, 10 * DAY, T0 + DAYS * DAY, 14);
+    // Expired and compacted files are gone from disk too, once the grace period is over.
+    clock.set(now + 20 * MIN);
+    let report = e.maintain_tiers().await.expect("maintain");
+    assert_eq!(report.files_compacted, 0, "{report:?}");
+    let now = now + 20 * MIN;
     let on_disk = |sub: &str| -> usize { walk(&dir.path().join(sub)) };
     assert_eq!(on_disk("dbs"), files(&e, Tier::Hot).len());
     assert_eq!(on_disk("rollup_1m"), files(&e, Tier::Warm).len());
-    assert_eq!(on_disk("cold/rollup_1h"), DAYS as usize);
+    assert_eq!(on_disk("cold/rollup_1h"), files(&e, Tier::Cold).len());
 
     // Rollup values equal the aggregates of the raw points.
-    let warm_from = warm_windows[0];
     assert_eq!(
         read_tier(&e, dir.path(), Tier::Warm),
         expected(&raw, MIN, warm_from, warm_to),
