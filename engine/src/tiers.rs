@@ -205,101 +205,95 @@ impl Engine {
         let window = self.window_ns(tier);
         let settle = nanos(self.shared.config.rollup_settle);
         let cat = self.shared.catalog.snapshot();
-        {
-            {
-                let Some(t) = cat.table(db, table) else {
-                    return Ok(());
-                };
-                let Some(snap) = self.table_snapshot(db, table) else {
-                    return Ok(());
-                };
-                let seen: HashSet<FileId> = snap
-                    .files
-                    .iter()
-                    .filter(|f| f.tier == source)
-                    .map(|f| f.id)
-                    .collect();
-                let mut work: Vec<(i64, i64, bool)> = Vec::new();
-                let dirty = match tier {
-                    Tier::Warm => &t.rollup.warm_dirty,
-                    _ => &t.rollup.cold_dirty,
-                };
-                for &(a, b) in dirty.ranges() {
-                    let mut lo = a;
-                    while lo < b {
-                        let hi = floor_to(lo, window).saturating_add(window).min(b);
-                        work.push((lo, hi, true));
-                        lo = hi;
-                    }
-                }
-                let horizon = match tier {
-                    Tier::Warm => floor_to(now.saturating_sub(settle), window),
-                    _ => match t.rollup.warm_done_to {
-                        Some(w) => floor_to(w.min(now.saturating_sub(settle)), window),
-                        None => i64::MIN,
-                    },
-                };
-                let start = t
-                    .rollup
-                    .done_to(tier)
-                    .or_else(|| earliest(&snap, source).map(|e| floor_to(e, window)));
-                if let Some(mut lo) = start {
-                    while lo < horizon
-                        && work.iter().filter(|w| !w.2).count() < MAX_WINDOWS_PER_PASS
-                    {
-                        work.push((lo, lo + window, false));
-                        lo += window;
-                    }
-                }
-                if work.is_empty() {
-                    return Ok(());
-                }
-                let mut rolled = Vec::with_capacity(work.len());
-                for (lo, hi, dirty) in work {
-                    let (file, rows) = self.roll_window(tier, &snap, lo, hi, now).await?;
-                    report.source_rows += rows;
-                    if dirty {
-                        report.dirty_recomputed += 1;
-                    } else {
-                        report.windows += 1;
-                    }
-                    report.files_written += usize::from(file.is_some());
-                    rolled.push(Rolled {
-                        lo,
-                        hi,
-                        dirty,
-                        file,
-                    });
-                }
-                let next_id = self.next_file_id();
-                self.shared
-                    .catalog
-                    .commit(|s| {
-                        s.next_file_id = s.next_file_id.max(next_id);
-                        let t = s.database_mut(db).table_mut(table);
-                        for r in &rolled {
-                            if let Some(f) = &r.file {
-                                t.files.push(f.clone());
-                            }
-                            if r.dirty {
-                                if let Some(d) = t.rollup.dirty_mut(tier) {
-                                    d.subtract(r.lo, r.hi);
-                                }
-                            } else {
-                                match tier {
-                                    Tier::Warm => t.rollup.warm_done_to = Some(r.hi),
-                                    _ => t.rollup.cold_done_to = Some(r.hi),
-                                }
-                            }
-                            if tier == Tier::Warm {
-                                t.rollup.mark_dirty(Tier::Cold, r.lo, r.hi);
-                            }
-                        }
-                        mark_unseen_sources(t, tier, source, &seen);
-                    })
-                    .await?;
+        let Some(t) = cat.table(db, table) else {
+            return Ok(());
+        };
+        let Some(snap) = self.table_snapshot(db, table) else {
+            return Ok(());
+        };
+        let seen: HashSet<FileId> = snap
+            .files
+            .iter()
+            .filter(|f| f.tier == source)
+            .map(|f| f.id)
+            .collect();
+        let mut work: Vec<(i64, i64, bool)> = Vec::new();
+        let dirty = match tier {
+            Tier::Warm => &t.rollup.warm_dirty,
+            _ => &t.rollup.cold_dirty,
+        };
+        for &(a, b) in dirty.ranges() {
+            let mut lo = a;
+            while lo < b {
+                let hi = floor_to(lo, window).saturating_add(window).min(b);
+                work.push((lo, hi, true));
+                lo = hi;
             }
         }
+        let horizon = match tier {
+            Tier::Warm => floor_to(now.saturating_sub(settle), window),
+            _ => match t.rollup.warm_done_to {
+                Some(w) => floor_to(w.min(now.saturating_sub(settle)), window),
+                None => i64::MIN,
+            },
+        };
+        let start = t
+            .rollup
+            .done_to(tier)
+            .or_else(|| earliest(&snap, source).map(|e| floor_to(e, window)));
+        if let Some(mut lo) = start {
+            while lo < horizon && work.iter().filter(|w| !w.2).count() < MAX_WINDOWS_PER_PASS {
+                work.push((lo, lo + window, false));
+                lo += window;
+            }
+        }
+        if work.is_empty() {
+            return Ok(());
+        }
+        let mut rolled = Vec::with_capacity(work.len());
+        for (lo, hi, dirty) in work {
+            let (file, rows) = self.roll_window(tier, &snap, lo, hi, now).await?;
+            report.source_rows += rows;
+            if dirty {
+                report.dirty_recomputed += 1;
+            } else {
+                report.windows += 1;
+            }
+            report.files_written += usize::from(file.is_some());
+            rolled.push(Rolled {
+                lo,
+                hi,
+                dirty,
+                file,
+            });
+        }
+        let next_id = self.next_file_id();
+        self.shared
+            .catalog
+            .commit(|s| {
+                s.next_file_id = s.next_file_id.max(next_id);
+                let t = s.database_mut(db).table_mut(table);
+                for r in &rolled {
+                    if let Some(f) = &r.file {
+                        t.files.push(f.clone());
+                    }
+                    if r.dirty {
+                        if let Some(d) = t.rollup.dirty_mut(tier) {
+                            d.subtract(r.lo, r.hi);
+                        }
+                    } else {
+                        match tier {
+                            Tier::Warm => t.rollup.warm_done_to = Some(r.hi),
+                            _ => t.rollup.cold_done_to = Some(r.hi),
+                        }
+                    }
+                    if tier == Tier::Warm {
+                        t.rollup.mark_dirty(Tier::Cold, r.lo, r.hi);
+                    }
+                }
+                mark_unseen_sources(t, tier, source, &seen);
+            })
+            .await?;
         Ok(())
     }
 
