@@ -279,6 +279,22 @@ async fn rules_fire_to_a_webhook_and_real_smtp_and_the_alertmanager_api_works() 
         .await;
     assert_eq!(silences, vec![json!({"id": id, "state": "active"})]);
 
+    // Every notification so far (two webhooks, one email) is in the log before the
+    // restart: the email can land in the maildir a moment before its log entry.
+    poll_until(30, "three sent notifications in the log", || {
+        let server = &server;
+        async move {
+            server
+                .try_query(
+                    "metrics",
+                    "SELECT count(*) AS sent FROM system.notifications WHERE status = 'sent'",
+                )
+                .await
+                .is_some_and(|r| r[0]["sent"].as_i64().unwrap_or(0) >= 3)
+        }
+    })
+    .await;
+
     // The firing state survives a restart.
     server.stop();
     server.restart().await;
