@@ -354,7 +354,34 @@ impl Engine {
             .chain(hot.iter().flat_map(|h| h.batches.iter().map(|b| b.seq)))
             .max()
             .unwrap_or(0);
-        let columns = rollup_columns(&snap.columns);
+        let file = self
+            .write_tier_file(
+                snap,
+                tier,
+                (lo, hi),
+                rollup_columns(&snap.columns),
+                batches,
+                max_seq,
+                now,
+            )
+            .await?;
+        Ok((Some(file), source_rows))
+    }
+
+    /// Encodes `batches` (sorted, in `columns`) as the file of `tier` covering `window`,
+    /// writes it to the tier's store and returns its registry entry (not yet committed).
+    #[allow(clippy::too_many_arguments)]
+    async fn write_tier_file(
+        &self,
+        snap: &TableSnapshot,
+        tier: Tier,
+        (lo, hi): (i64, i64),
+        columns: Vec<strata_catalog::ColumnDef>,
+        batches: Vec<RecordBatch>,
+        max_seq: u64,
+        now: i64,
+    ) -> Result<ParquetFileMeta> {
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let (min_time, max_time) = time_range(&batches).unwrap_or((lo, hi - 1));
         let schema = arrow_schema(&columns);
         let bytes = tokio::task::spawn_blocking(move || {
@@ -374,22 +401,19 @@ impl Engine {
         let size = bytes.len() as u64;
         self.upload(tier, &path, bytes).await?;
         self.fsync_tier_file(tier, path.as_ref()).await?;
-        Ok((
-            Some(ParquetFileMeta {
-                id,
-                path: path.to_string(),
-                tier,
-                min_time,
-                max_time,
-                chunk_start: lo,
-                chunk_end: hi,
-                row_count: rows as u64,
-                size_bytes: size,
-                max_seq,
-                created_at: now,
-            }),
-            source_rows,
-        ))
+        Ok(ParquetFileMeta {
+            id,
+            path: path.to_string(),
+            tier,
+            min_time,
+            max_time,
+            chunk_start: lo,
+            chunk_end: hi,
+            row_count: rows as u64,
+            size_bytes: size,
+            max_seq,
+            created_at: now,
+        })
     }
 
     /// Merges each tier's files of one compaction window into one sorted, deduplicated
@@ -472,39 +496,10 @@ impl Engine {
             .await?
             .collect()
             .await?;
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let (min_time, max_time) = time_range(&batches).unwrap_or((lo, hi - 1));
         let max_seq = files.iter().map(|f| f.max_seq).max().unwrap_or(0);
-        let cols = columns.clone();
-        let bytes =
-            tokio::task::spawn_blocking(move || persist::encode_parquet(&schema, &batches, &cols))
-                .await
-                .map_err(|e| Error::Wal(format!("parquet encoder task failed: {e}")))??;
-        let id = FileId(self.allocate_file_id());
-        let path = ParquetFilePath {
-            tier,
-            db: snap.db.clone(),
-            table: snap.table.clone(),
-            chunk_start: lo,
-            file_id: id,
-        }
-        .to_object_path();
-        let size = bytes.len() as u64;
-        self.upload(tier, &path, bytes).await?;
-        self.fsync_tier_file(tier, path.as_ref()).await?;
-        let meta = ParquetFileMeta {
-            id,
-            path: path.to_string(),
-            tier,
-            min_time,
-            max_time,
-            chunk_start: lo,
-            chunk_end: hi,
-            row_count: rows as u64,
-            size_bytes: size,
-            max_seq,
-            created_at: now,
-        };
+        let meta = self
+            .write_tier_file(snap, tier, (lo, hi), columns, batches, max_seq, now)
+            .await?;
         let inputs: HashSet<FileId> = files.iter().map(|f| f.id).collect();
         let next_id = self.next_file_id();
         self.shared
