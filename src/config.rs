@@ -208,6 +208,9 @@ pub struct StorageFile {
     pub retention_grace: Option<String>,
     /// How often rollups and retention run.
     pub rollup_interval: Option<String>,
+    /// How long after a window ends it is rolled up and compacted (late points after
+    /// that mark its buckets dirty).
+    pub rollup_settle: Option<String>,
     pub max_columns_per_table: Option<usize>,
 }
 
@@ -322,6 +325,9 @@ impl Settings {
         }
         if let Some(v) = &s.retention_grace {
             engine.retention_grace = duration("retention_grace", v)?;
+        }
+        if let Some(v) = &s.rollup_settle {
+            engine.rollup_settle = duration("rollup_settle", v)?;
         }
         if let Some(v) = s.max_columns_per_table {
             engine.max_columns_per_table = v;

@@ -2,11 +2,13 @@
 //! write path, so "the last point of every host" is answered from memory instead of a
 //! scan of every file.
 //!
-//! A table's cache starts when a query first asks for it ([`LastValues::Warming`]): from
-//! then on every applied write updates it, while the query layer reads each series'
-//! latest row from the table once and merges it in ([`merge_scan`]); the cache is
-//! [`Ready`](CacheState::Ready) after that and stays so until the process ends (it is
-//! rebuilt the same way after a restart). Rows follow the table's last-write-wins rule:
+//! A table created by a write in this process has its cache from its first row on
+//! ([`LastValues::ready`]): every row it will hold passes the write path. Any other table
+//! (one found in the catalog or the WAL at start-up) gets its cache when a query first
+//! asks for it ([`LastValues::warming`]): from then on every applied write updates it,
+//! while the query layer reads each series' latest row from the table once and merges it
+//! in ([`merge_scan`]); the cache is [`Ready`](CacheState::Ready) after that and stays so
+//! until the process ends. Rows follow the table's last-write-wins rule:
 //! a newer time replaces a series' row, the same time merges field by field (a later
 //! write's non-null fields win).
 //!
@@ -108,6 +110,15 @@ impl LastValues {
             ready_at: None,
             hits: AtomicU64::new(0),
             bytes: 0,
+        }
+    }
+
+    /// The cache of a table that has no rows yet: ready at once, kept by writes alone.
+    pub fn ready(now: i64) -> Self {
+        Self {
+            state: CacheState::Ready,
+            ready_at: Some(now),
+            ..Self::warming(now)
         }
     }
 

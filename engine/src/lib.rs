@@ -138,10 +138,13 @@ pub struct EngineConfig {
     pub cold_window: Duration,
     /// Where the cold tier lives; `None` is `cold/` under the data directory.
     pub cold_store: Option<Arc<dyn ObjectStore>>,
-    /// Compaction merges each tier's files into one sorted file per window of this span
-    /// (hot, warm, cold), so file counts stay bounded: by default an hour of raw chunks,
-    /// a day of warm windows, 30 days of cold ones.
-    pub compaction_windows: [Duration; 3],
+    /// Compaction merges each tier's files (hot, warm, cold) into one sorted file per
+    /// window, level by level: first per window of the first span, then those files per
+    /// window of the next. File counts stay bounded, and longer runs of each series per
+    /// file compress better (delta encoding restarts at every series boundary). By
+    /// default raw chunks become hour files, then 6-hour files; warm windows become day
+    /// files; cold ones 30-day files.
+    pub compaction_windows: [Vec<Duration>; 3],
     /// Rollup files larger than this are uploaded in parts of this size (multipart; at
     /// least 5 MiB, S3's smallest part).
     pub upload_part_bytes: usize,
@@ -171,9 +174,9 @@ impl Default for EngineConfig {
             cold_store: None,
             upload_part_bytes: 8 << 20,
             compaction_windows: [
-                Duration::from_secs(3600),
-                Duration::from_secs(24 * 3600),
-                Duration::from_secs(30 * 24 * 3600),
+                vec![Duration::from_secs(3600), Duration::from_secs(6 * 3600)],
+                vec![Duration::from_secs(24 * 3600)],
+                vec![Duration::from_secs(30 * 24 * 3600)],
             ],
             max_columns_per_table: 1000,
             max_name_bytes: 512,
@@ -630,6 +633,8 @@ impl Engine {
         let mut valid: BTreeMap<&str, Vec<&Point>> = BTreeMap::new();
         let mut scratch: datafusion::common::HashMap<&str, Vec<ColumnDef>> =
             datafusion::common::HashMap::default();
+        let mut layouts: datafusion::common::HashMap<&str, write::Layout<'_>> =
+            datafusion::common::HashMap::default();
         {
             // Validation and the schema change it implies are one atomic step, so two
             // concurrent writes cannot give one field two types.
@@ -642,7 +647,8 @@ impl Engine {
                         .map(|t| t.columns.clone())
                         .unwrap_or_default()
                 });
-                match write::validate_point(p, cols, &limits) {
+                let layout = layouts.entry(p.table.as_str()).or_default();
+                match write::validate_point_cached(p, cols, &limits, layout) {
                     Ok(()) => valid.entry(p.table.as_str()).or_default().push(p),
                     Err(reason) => rejected.push(RejectedPoint {
                         line: p.line,
@@ -654,10 +660,19 @@ impl Engine {
                 return Err(Error::AllOrNothing { rejected });
             }
             if !valid.is_empty() {
+                let now = self.shared.clock.now_ns();
                 let tables = st.dbs.entry(db.to_string()).or_default();
                 for name in valid.keys() {
                     if let Some(cols) = scratch.get(*name) {
-                        tables.entry((*name).to_string()).or_default().columns = cols.clone();
+                        let t = tables.entry((*name).to_string()).or_insert_with(|| {
+                            // A new table: every row it will ever have passes the write
+                            // path, so its last-value cache needs no warm-up read.
+                            TableBuffer {
+                                last_values: Some(last_values::LastValues::ready(now)),
+                                ..TableBuffer::default()
+                            }
+                        });
+                        t.columns = cols.clone();
                     }
                 }
             }

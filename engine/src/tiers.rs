@@ -428,11 +428,18 @@ impl Engine {
         let settle = nanos(self.shared.config.rollup_settle);
         for (db, d) in &cat.databases {
             for table in d.tables.keys() {
-                let Some(snap) = self.table_snapshot(db, table) else {
-                    continue;
-                };
-                for (i, tier) in Tier::ALL.into_iter().enumerate() {
-                    let window = nanos(self.shared.config.compaction_windows[i]).max(1);
+                let mut levels = Vec::new();
+                for (tier, spans) in Tier::ALL
+                    .into_iter()
+                    .zip(&self.shared.config.compaction_windows)
+                {
+                    levels.extend(spans.iter().map(|w| (tier, nanos(*w).max(1))));
+                }
+                for (tier, window) in levels {
+                    // Each level sees the files the level before it wrote.
+                    let Some(snap) = self.table_snapshot(db, table) else {
+                        break;
+                    };
                     let complete_to = match tier {
                         Tier::Hot => now.saturating_sub(settle),
                         t => snap.rollup.done_to(t).unwrap_or(i64::MIN),
@@ -447,14 +454,11 @@ impl Engine {
                     }
                     for (w, files) in groups {
                         let end = w.saturating_add(window);
-                        let whole = files.len() == 1
-                            && files[0].chunk_start == w
-                            && files[0].chunk_end == end;
                         let busy = snap
                             .hot
                             .iter()
                             .any(|h| h.chunk_start < end && h.chunk_end > w);
-                        if files.len() < 2 && whole || end > complete_to || busy {
+                        if files.len() < 2 || end > complete_to || busy {
                             continue;
                         }
                         self.compact_window(&snap, tier, w, end, &files, now, grace)

@@ -85,11 +85,7 @@ pub(crate) fn validate_point(
         return Err(format!("point in table `{}` has no fields", p.table));
     }
     if p.time < limits.oldest_time {
-        return Err(format!(
-            "point time {} ns is older than the hot tier's retention (oldest accepted: {} ns); \
-             its raw neighbours are gone, so last-write-wins could not hold",
-            p.time, limits.oldest_time
-        ));
+        return Err(too_old(p.time, limits.oldest_time));
     }
     let mut seen: HashMap<&str, &'static str> = HashMap::new();
     let mut new_cols: Vec<ColumnDef> = Vec::new();
@@ -171,6 +167,57 @@ pub(crate) fn validate_point(
         }
     }
     Ok(())
+}
+
+/// The keys (tags, then fields) and kinds of the last point of a table that passed
+/// [`validate_point`] in a request. Points of one source nearly always share it.
+pub(crate) type Layout<'a> = Vec<(&'a str, ColumnKind)>;
+
+fn same_layout(p: &Point, layout: &Layout<'_>) -> bool {
+    p.tags.len() + p.fields.len() == layout.len()
+        && p.tags
+            .iter()
+            .map(|(k, _)| (k.as_str(), ColumnKind::Tag))
+            .chain(
+                p.fields
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), ColumnKind::Field(v.field_type()))),
+            )
+            .zip(layout)
+            .all(|(a, b)| a == *b)
+}
+
+/// [`validate_point`], skipping the per-name checks when `p` has the layout of the
+/// table's last valid point (same names, kinds and order: same verdict on all of them,
+/// and the schema already holds them); `layout` is updated to `p`'s when it passes.
+pub(crate) fn validate_point_cached<'a>(
+    p: &'a Point,
+    columns: &mut Vec<ColumnDef>,
+    limits: &PointLimits,
+    layout: &mut Layout<'a>,
+) -> Result<(), String> {
+    if !layout.is_empty() && same_layout(p, layout) {
+        if p.time < limits.oldest_time {
+            return Err(too_old(p.time, limits.oldest_time));
+        }
+        return Ok(());
+    }
+    validate_point(p, columns, limits)?;
+    layout.clear();
+    layout.extend(p.tags.iter().map(|(k, _)| (k.as_str(), ColumnKind::Tag)));
+    layout.extend(
+        p.fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), ColumnKind::Field(v.field_type()))),
+    );
+    Ok(())
+}
+
+fn too_old(time: i64, oldest: i64) -> String {
+    format!(
+        "point time {time} ns is older than the hot tier's retention (oldest accepted: {oldest} ns); \
+         its raw neighbours are gone, so last-write-wins could not hold"
+    )
 }
 
 fn conflict(table: &str, name: &str, have: ColumnKind, got: ColumnKind) -> String {
@@ -268,6 +315,34 @@ impl ColBuilder {
     }
 }
 
+/// Column positions of a point's keys (tags, then fields), looked up once per key
+/// layout: consecutive points with the same keys reuse the previous lookup.
+#[derive(Default)]
+struct Slots<'a> {
+    keys: Vec<&'a str>,
+    at: Vec<Option<usize>>,
+}
+
+impl<'a> Slots<'a> {
+    fn of(&mut self, p: &'a Point, index: &HashMap<&str, usize>) -> &[Option<usize>] {
+        let keys = p
+            .tags
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(p.fields.iter().map(|(k, _)| k.as_str()));
+        let same = self.keys.len() == p.tags.len() + p.fields.len()
+            && keys.clone().zip(&self.keys).all(|(a, b)| a == *b);
+        if !same {
+            self.keys.clear();
+            self.keys.extend(keys);
+            self.at.clear();
+            self.at
+                .extend(self.keys.iter().map(|k| index.get(k).copied()));
+        }
+        &self.at
+    }
+}
+
 /// Builds one record batch from validated points of one table. The batch has the
 /// table's columns that these points use (plus `time`), in table order. An empty tag
 /// value is stored as null: a missing tag equals an empty one.
@@ -281,16 +356,10 @@ pub(crate) fn build_batch(
         .enumerate()
         .map(|(i, c)| (c.name.as_str(), i))
         .collect();
+    let mut slots = Slots::default();
     for p in points {
-        for (k, _) in &p.tags {
-            if let Some(&i) = index.get(k.as_str()) {
-                used[i] = true;
-            }
-        }
-        for (k, _) in &p.fields {
-            if let Some(&i) = index.get(k.as_str()) {
-                used[i] = true;
-            }
+        for i in slots.of(p, &index).iter().flatten() {
+            used[*i] = true;
         }
     }
     let cols: Vec<ColumnDef> = table_columns
@@ -312,10 +381,12 @@ pub(crate) fn build_batch(
         .iter()
         .map(|c| ColBuilder::new(c.kind, points.len()))
         .collect();
+    let mut slots = Slots::default();
     for (row, p) in points.iter().enumerate() {
-        for (k, v) in &p.tags {
-            if let Some(&i) = pos.get(k.as_str())
-                && let ColBuilder::Tag(b) = &mut builders[i]
+        let at = slots.of(p, &pos);
+        for ((_, v), i) in p.tags.iter().zip(at) {
+            if let Some(i) = i
+                && let ColBuilder::Tag(b) = &mut builders[*i]
             {
                 if v.is_empty() {
                     b.append_null();
@@ -324,9 +395,9 @@ pub(crate) fn build_batch(
                 }
             }
         }
-        for (k, v) in &p.fields {
-            if let Some(&i) = pos.get(k.as_str()) {
-                builders[i].append_field(v);
+        for ((_, v), i) in p.fields.iter().zip(&at[p.tags.len()..]) {
+            if let Some(i) = i {
+                builders[*i].append_field(v);
             }
         }
         if let ColBuilder::Time(b) = &mut builders[time_pos] {
@@ -340,4 +411,104 @@ pub(crate) fn build_batch(
     }
     let arrays: Vec<ArrayRef> = builders.into_iter().map(ColBuilder::finish).collect();
     RecordBatch::try_new(arrow_schema(&cols), arrays)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Array;
+
+    use super::*;
+
+    fn point(fields: Vec<(&str, FieldValue)>, time: i64) -> Point {
+        Point {
+            table: "cpu".into(),
+            tags: vec![("host".into(), "a".into())],
+            fields: fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            time,
+            line: 1,
+        }
+    }
+
+    /// The shortcut for a repeated layout gives the verdicts of the full check.
+    #[test]
+    fn a_repeated_layout_is_checked_like_a_new_one() {
+        let limits = PointLimits {
+            max_columns_per_table: 10,
+            max_name_bytes: 64,
+            oldest_time: 100,
+        };
+        let points = [
+            point(vec![("v", FieldValue::F64(1.0))], 200),
+            point(vec![("v", FieldValue::F64(2.0))], 300),
+            point(vec![("v", FieldValue::F64(3.0))], 50),
+            point(vec![("v", FieldValue::Str("x".into()))], 400),
+            point(
+                vec![("v", FieldValue::F64(4.0)), ("v", FieldValue::F64(5.0))],
+                400,
+            ),
+            point(vec![("v", FieldValue::F64(6.0))], 500),
+        ];
+        let (mut cached, mut full) = (Vec::new(), Vec::new());
+        let mut layout = Layout::default();
+        let verdicts: Vec<Result<(), String>> = points
+            .iter()
+            .map(|p| validate_point_cached(p, &mut cached, &limits, &mut layout))
+            .collect();
+        let want: Vec<Result<(), String>> = points
+            .iter()
+            .map(|p| validate_point(p, &mut full, &limits))
+            .collect();
+        assert_eq!(verdicts, want);
+        assert_eq!(cached, full);
+        let ok: Vec<bool> = verdicts.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, true, false, false, false, true]);
+        assert!(
+            verdicts[2]
+                .as_ref()
+                .expect_err("too old")
+                .contains("older than")
+        );
+        assert!(
+            verdicts[3]
+                .as_ref()
+                .expect_err("conflict")
+                .contains("got string")
+        );
+    }
+
+    /// Points with different key orders and missing columns land in the right columns.
+    #[test]
+    fn batches_follow_each_points_own_keys() {
+        let mut cols = Vec::new();
+        let limits = PointLimits {
+            max_columns_per_table: 10,
+            max_name_bytes: 64,
+            oldest_time: 0,
+        };
+        let a = point(
+            vec![("x", FieldValue::I64(1)), ("y", FieldValue::I64(2))],
+            1,
+        );
+        let b = point(
+            vec![("y", FieldValue::I64(3)), ("x", FieldValue::I64(4))],
+            2,
+        );
+        let c = point(vec![("y", FieldValue::I64(5))], 3);
+        for p in [&a, &b, &c] {
+            validate_point(p, &mut cols, &limits).expect("valid");
+        }
+        let batch = build_batch(&[&a, &b, &a, &c], &cols).expect("batch");
+        let col = |name: &str| {
+            let c = batch.column_by_name(name).expect("column");
+            let c = c
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .expect("ints");
+            (0..c.len())
+                .map(|i| (!c.is_null(i)).then(|| c.value(i)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(col("x"), [Some(1), Some(4), Some(1), None]);
+        assert_eq!(col("y"), [Some(2), Some(3), Some(2), Some(5)]);
+    }
 }

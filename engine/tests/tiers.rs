@@ -176,9 +176,13 @@ fn config(dir: &Path) -> EngineConfig {
     c.warm_window = Duration::from_secs(6 * 3600);
     c.rollup_settle = Duration::from_secs(3600);
     c.compaction_windows = [
-        Duration::from_secs(24 * 3600),
-        Duration::from_secs(2 * 24 * 3600),
-        Duration::from_secs(10 * 24 * 3600),
+        // Two levels: 6-hour chunks become 12-hour files, those become day files.
+        vec![
+            Duration::from_secs(12 * 3600),
+            Duration::from_secs(24 * 3600),
+        ],
+        vec![Duration::from_secs(2 * 24 * 3600)],
+        vec![Duration::from_secs(10 * 24 * 3600)],
     ];
     c
 }

@@ -530,7 +530,7 @@ async fn handle(
     if let Some(o) = &outcome {
         count(path, "accepted", o.accepted);
         if !o.rejected.is_empty() {
-            let lines: Vec<&str> = influxdb_line_protocol::split_lines(text).collect();
+            let lines: Vec<&str> = crate::lp::split_lines(text).collect();
             errors.extend(o.rejected.iter().map(|r| {
                 let original = if format == Format::LineProtocol {
                     lines
@@ -576,7 +576,7 @@ fn engine_error(e: strata_engine::Error, text: &str, path: &'static str) -> Resp
             error(StatusCode::BAD_REQUEST, e.to_string())
         }
         E::AllOrNothing { rejected } => {
-            let lines: Vec<&str> = influxdb_line_protocol::split_lines(text).collect();
+            let lines: Vec<&str> = crate::lp::split_lines(text).collect();
             let errs = rejected
                 .into_iter()
                 .map(|r| {

@@ -31,7 +31,27 @@ async fn tsbs_smoke_every_query_type_equals_duckdb() {
         .await
         .expect("the smoke run");
     assert_eq!(outcome.rows, 8 * 360);
-    assert!(outcome.strata_parquet_bytes > 0);
+    assert!(
+        outcome.strata_persisted.0 >= 6,
+        "{:?}",
+        outcome.strata_persisted
+    );
+    // At rest: the hour's six chunk files are one file, and the hour is rolled up into
+    // one row per host and minute (the cold tier rolls up whole days).
+    let tier = |name: &str| {
+        outcome
+            .strata_tiers
+            .iter()
+            .find(|t| t.0 == name)
+            .map(|t| (t.1, t.2))
+    };
+    assert_eq!(
+        tier("hot"),
+        Some((1, 8 * 360)),
+        "{:?}",
+        outcome.strata_tiers
+    );
+    assert_eq!(tier("warm").map(|t| t.1), Some(8 * 60));
     let names: Vec<&str> = outcome.queries.iter().map(|q| q.name.as_str()).collect();
     assert_eq!(names, tsbs::queries::NAMES, "every query type ran");
     for q in &outcome.queries {

@@ -131,8 +131,10 @@ pub struct Outcome {
     pub influx_ingest: Option<IngestFigures>,
     pub hot_rows: u64,
     pub hot_bytes: u64,
-    pub strata_parquet_bytes: u64,
-    pub strata_parquet_files: u64,
+    /// The raw tier once every chunk is persisted, before compaction: (files, bytes).
+    pub strata_persisted: (u64, u64),
+    /// Every tier once compaction and rollups are at rest: (tier, files, rows, bytes).
+    pub strata_tiers: Vec<(String, u64, u64, u64)>,
     pub export_parquet_bytes: u64,
     pub influx_bytes: Option<u64>,
     pub peak_rss_bytes: u64,
@@ -217,7 +219,19 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
 
     let data_dir = work.join("strata");
     let binary = crate::server::strata_binary(opts.strata.as_deref())?;
-    let server = Strata::start(&binary, &data_dir, &["--persist-age", &opts.persist_age])?;
+    // Rollups and compaction act on a window as soon as it ends (20 minutes later by
+    // default), so the storage measured is what a server holds at rest.
+    let config = work.join("strata.toml");
+    std::fs::write(
+        &config,
+        "[storage]\nrollup_interval = \"1s\"\nrollup_settle = \"0s\"\n",
+    )?;
+    let config = config.to_string_lossy().into_owned();
+    let server = Strata::start(
+        &binary,
+        &data_dir,
+        &["--persist-age", &opts.persist_age, "--config", &config],
+    )?;
     let pid = server.child.id();
     let client = reqwest::Client::new();
     eprintln!(
@@ -264,14 +278,43 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
     loop {
         let t = tables().await?;
         if t["hot_rows"].as_u64() == Some(0) {
-            outcome.strata_parquet_bytes = t["parquet_bytes"].as_u64().unwrap_or(0);
-            outcome.strata_parquet_files = t["parquet_files"].as_u64().unwrap_or(0);
+            outcome.strata_persisted = (
+                t["parquet_files"].as_u64().unwrap_or(0),
+                t["parquet_bytes"].as_u64().unwrap_or(0),
+            );
             break;
         }
         if Instant::now() > deadline {
             return Err("persistence did not finish in 30 minutes".into());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("tsbs: waiting until compaction and rollups are at rest");
+    let tiers_sql = "SELECT tier, count(*) AS files, sum(row_count) AS n, \
+                     sum(size_bytes) AS bytes FROM system.parquet_files \
+                     WHERE table_name = 'cpu' GROUP BY tier ORDER BY tier";
+    let (mut last, mut same_since) = (Vec::new(), Instant::now());
+    loop {
+        let rows = server.sql(&client, DATABASE, tiers_sql).await?;
+        let tiers: Vec<(String, u64, u64, u64)> = rows
+            .iter()
+            .map(|r| {
+                let n = |k: &str| r[k].as_u64().unwrap_or(0);
+                let tier = r["tier"].as_str().unwrap_or("").to_string();
+                (tier, n("files"), n("n"), n("bytes"))
+            })
+            .collect();
+        if tiers != last {
+            (last, same_since) = (tiers, Instant::now());
+        } else if same_since.elapsed() > Duration::from_secs(5) {
+            // Five maintenance passes without a change.
+            outcome.strata_tiers = last;
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("compaction did not come to rest in 30 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     outcome.peak_rss_bytes = outcome.peak_rss_bytes.max(peak_rss(pid).unwrap_or(0));
 

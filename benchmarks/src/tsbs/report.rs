@@ -73,13 +73,21 @@ pub fn markdown(opts: &Options, o: &Outcome) -> String {
     let _ = writeln!(s, "| what | bytes | bytes per value |");
     let _ = writeln!(s, "|---|---|---|");
     let per_value = |b: u64| b as f64 / o.values.max(1) as f64;
+    let (files, bytes) = o.strata_persisted;
     let _ = writeln!(
         s,
-        "| Strata Parquet, raw tier ({} files; tags, time and fields) | {} | {:.3} |",
-        o.strata_parquet_files,
-        o.strata_parquet_bytes,
-        per_value(o.strata_parquet_bytes)
+        "| Strata Parquet, raw tier as persisted ({files} chunk files; tags, time and fields) | {bytes} | {:.3} |",
+        per_value(bytes)
     );
+    for (tier, files, rows, bytes) in &o.strata_tiers {
+        let what = match tier.as_str() {
+            "hot" => format!("Strata Parquet, raw tier at rest ({files} files after compaction)"),
+            _ => format!(
+                "Strata Parquet, {tier} tier at rest ({files} files, {rows} rollup rows; per raw value)"
+            ),
+        };
+        let _ = writeln!(s, "| {what} | {bytes} | {:.3} |", per_value(*bytes));
+    }
     if o.hot_rows > 0 {
         let _ = writeln!(
             s,
