@@ -478,9 +478,9 @@ async fn plan(ctx: &SessionContext, work: Work) -> Result<(SchemaRef, SendableRe
         datafusion::logical_expr::LogicalPlan::Limit(_)
     ) {
         let state = ctx.state();
-        let optimized = state.optimize(df.logical_plan())?;
-        if let Some(shape) = newest_buckets::shape(&optimized)
-            && let Some((schema, batches)) = newest_buckets::run(ctx, &optimized, &shape).await?
+        let unwindowed = newest_buckets::optimize_before_tiers(&state, df.logical_plan())?;
+        if let Some(shape) = newest_buckets::shape(&unwindowed)
+            && let Some((schema, batches)) = newest_buckets::run(ctx, &unwindowed, &shape).await?
         {
             let stream = datafusion::physical_plan::memory::MemoryStream::try_new(
                 batches,
@@ -489,7 +489,8 @@ async fn plan(ctx: &SessionContext, work: Work) -> Result<(SchemaRef, SendableRe
             )?;
             return Ok((schema, Box::pin(stream)));
         }
-        // Not that shape: run what was just optimized rather than optimizing it again.
+        // Not that shape: run it as written, with every rule.
+        let optimized = state.optimize(df.logical_plan())?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let physical = state
             .query_planner()

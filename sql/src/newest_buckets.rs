@@ -26,9 +26,30 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{SessionContext, ident, lit};
 use strata_engine::schema::TIME_COLUMN;
 
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::optimizer::OptimizerRule;
+
 use crate::table::{TimeRange, metric_table};
+use crate::tier_choice::TierChoiceRule;
 
 const MINUTE: i64 = 60_000_000_000;
+
+/// `plan` optimized with every rule but tier choice: the form [`shape`] recognises.
+/// Tier choice would turn the table scan under the aggregate into a union of tiers over
+/// all time; each window [`run`] plans gets every rule, so it still reads the coarsest
+/// exact tier.
+pub fn optimize_before_tiers(state: &SessionState, plan: &LogicalPlan) -> Result<LogicalPlan> {
+    let rules: Vec<_> = state
+        .optimizers()
+        .iter()
+        .filter(|r| r.name() != TierChoiceRule.name())
+        .cloned()
+        .collect();
+    SessionStateBuilder::new_from_existing(state.clone())
+        .with_optimizer_rules(rules)
+        .build()
+        .optimize(plan)
+}
 
 /// What the windows are built from.
 #[derive(Debug)]

@@ -7,7 +7,9 @@
 //!
 //! is answered exactly from the coarsest rollup tier whose buckets tile the query's
 //! buckets, rather than from raw rows: `min` from `<f>_min`, `max` from `<f>_max`, `sum`
-//! from `<f>_sum`, `count` from Σ`<f>_count`, `avg` as Σ`<f>_sum` / Σ`<f>_count`. The
+//! from `<f>_sum`, `count` from Σ`<f>_count`, `avg` as Σ`<f>_sum` / Σ`<f>_count`,
+//! `first_value(f ORDER BY time) IGNORE NULLS` (and `last_value`) as the first (last)
+//! non-null `<f>_first` (`<f>_last`) by bucket time. The
 //! time range is cut into segments, oldest first: the cold tier (1-hour buckets) where it
 //! has rolled up and nothing is dirty, then the warm tier (1-minute), then raw rows for
 //! the rest (the newest data and any edge not aligned to a tier's buckets). Raw rows enter
@@ -17,7 +19,10 @@
 //! Applies when the aggregate reads one metric table directly, groups by tags and one
 //! bucket of `time` (`date_bin` with a fixed width and origin, or `date_trunc`), every
 //! aggregate is `min`, `max`, `sum`, `count` or `avg` of a numeric field (no `DISTINCT`,
-//! `FILTER` or `ORDER BY`), and every filter is on tags or `time`. Otherwise the query
+//! `FILTER` or `ORDER BY`) or `first_value`/`last_value` of any field ordered by `time`
+//! alone with `IGNORE NULLS` (the rollups keep the first and last non-null value: with
+//! nulls respected the answer could be a null they do not record), and every filter is
+//! on tags or `time`. Otherwise the query
 //! runs as written over the logical table (raw rows where they exist, bucket averages
 //! from rollups for older ranges).
 
@@ -29,10 +34,12 @@ use datafusion::common::{Column, Result, ScalarValue};
 use datafusion::datasource::provider_as_source;
 use datafusion::functions::expr_fn::nullif;
 use datafusion::functions_aggregate::expr_fn::{max, min, sum};
+use datafusion::functions_aggregate::first_last::{first_value_udaf, last_value_udaf};
 use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::expr::NullTreatment;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
-    Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, TableScan, cast, lit, when,
+    Aggregate, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, TableScan, cast, lit, when,
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::prelude::ident;
@@ -81,6 +88,21 @@ impl OptimizerRule for TierChoiceRule {
 struct Wanted {
     func: &'static str,
     field: String,
+}
+
+impl Wanted {
+    /// The rollup columns this aggregate is computed from.
+    fn needs(&self) -> &'static [RollupAgg] {
+        match self.func {
+            "min" => &[RollupAgg::Min],
+            "max" => &[RollupAgg::Max],
+            "sum" => &[RollupAgg::Sum],
+            "count" => &[RollupAgg::Count],
+            "first" => &[RollupAgg::First],
+            "last" => &[RollupAgg::Last],
+            _ => &[RollupAgg::Sum, RollupAgg::Count],
+        }
+    }
 }
 
 fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
@@ -168,9 +190,22 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
     {
         return Ok(None);
     }
-    let mut fields: Vec<&str> = wanted.iter().map(|w| w.field.as_str()).collect();
-    fields.sort_unstable();
-    fields.dedup();
+    // Per field, the rollup columns the wanted aggregates read.
+    let mut fields: Vec<(&str, Vec<RollupAgg>)> = Vec::new();
+    for w in &wanted {
+        let i = match fields.iter().position(|(f, _)| *f == w.field) {
+            Some(i) => i,
+            None => {
+                fields.push((w.field.as_str(), Vec::new()));
+                fields.len() - 1
+            }
+        };
+        for a in w.needs() {
+            if !fields[i].1.contains(a) {
+                fields[i].1.push(*a);
+            }
+        }
+    }
     let tags: Vec<&str> = snap
         .columns
         .iter()
@@ -188,26 +223,18 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
         }
         let mut exprs: Vec<Expr> = tags.iter().map(|t| ident(*t)).collect();
         exprs.push(ident(TIME_COLUMN));
-        for f in &fields {
-            let name = |a| rollup_column_name(f, a);
-            if *tier == Tier::Hot {
-                for a in [RollupAgg::Min, RollupAgg::Max, RollupAgg::Sum] {
-                    exprs.push(ident(*f).alias(name(a)));
-                }
-                exprs.push(
-                    when(ident(*f).is_null(), lit(0i64))
+        for (f, aggs) in &fields {
+            for a in aggs {
+                let name = rollup_column_name(f, *a);
+                exprs.push(match (*tier, a) {
+                    // A raw row is a one-row bucket: its value is min, max, sum, first
+                    // and last; its count is 1 unless the field is null.
+                    (Tier::Hot, RollupAgg::Count) => when(ident(*f).is_null(), lit(0i64))
                         .otherwise(lit(1i64))?
-                        .alias(name(RollupAgg::Count)),
-                );
-            } else {
-                for a in [
-                    RollupAgg::Min,
-                    RollupAgg::Max,
-                    RollupAgg::Sum,
-                    RollupAgg::Count,
-                ] {
-                    exprs.push(ident(name(a)));
-                }
+                        .alias(name),
+                    (Tier::Hot, _) => ident(*f).alias(name),
+                    _ => ident(name),
+                });
             }
         }
         let mut b = LogicalPlanBuilder::scan(
@@ -240,7 +267,27 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
     for (i, w) in wanted.iter().enumerate() {
         let col = |a| q(rollup_column_name(&w.field, a));
         let key = |what: &str| format!("__strata_{what}_{}", w.field);
+        // The first (last) non-null value of the earliest (latest) bucket that has one.
+        let first_last = |a: RollupAgg| -> Result<Expr> {
+            let udaf = if a == RollupAgg::First {
+                first_value_udaf()
+            } else {
+                last_value_udaf()
+            };
+            udaf.call(vec![col(a)])
+                .order_by(vec![q(TIME_COLUMN.to_string()).sort(true, false)])
+                .null_treatment(NullTreatment::IgnoreNulls)
+                .build()
+        };
         let e = match w.func {
+            "first" => {
+                let e = first_last(RollupAgg::First)?;
+                partial_col(key("first"), &|| e.clone())
+            }
+            "last" => {
+                let e = first_last(RollupAgg::Last)?;
+                partial_col(key("last"), &|| e.clone())
+            }
             "min" => partial_col(key("min"), &|| min(col(RollupAgg::Min))),
             "max" => partial_col(key("max"), &|| max(col(RollupAgg::Max))),
             "sum" => partial_col(key("sum"), &|| sum(col(RollupAgg::Sum))),
@@ -310,7 +357,8 @@ fn unqualify(e: &Expr) -> Expr {
         .unwrap_or_else(|_| e.clone())
 }
 
-/// `min|max|sum|count|avg(<numeric field>)`, plain.
+/// `min|max|sum|count|avg(<numeric field>)`, plain, or
+/// `first_value|last_value(<field> ORDER BY time [ASC|DESC]) IGNORE NULLS`.
 fn wanted_aggregate(e: &Expr, snap: &TableSnapshot) -> Option<Wanted> {
     let e = match e {
         Expr::Alias(a) => a.expr.as_ref(),
@@ -319,19 +367,35 @@ fn wanted_aggregate(e: &Expr, snap: &TableSnapshot) -> Option<Wanted> {
     let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
         return None;
     };
-    if params.distinct
-        || params.filter.is_some()
-        || !params.order_by.is_empty()
-        || params.args.len() != 1
-    {
+    if params.distinct || params.filter.is_some() || params.args.len() != 1 {
         return None;
     }
-    let func = match func.name() {
-        "min" => "min",
-        "max" => "max",
-        "sum" => "sum",
-        "count" => "count",
-        "avg" => "avg",
+    let by_time = match params.order_by.as_slice() {
+        [] => None,
+        [o] if matches!(&o.expr, Expr::Column(c) if c.name == TIME_COLUMN) => Some(o.asc),
+        _ => return None,
+    };
+    let ignore_nulls = params.null_treatment == Some(NullTreatment::IgnoreNulls);
+    let func = match (func.name(), by_time) {
+        ("min", None) => "min",
+        ("max", None) => "max",
+        ("sum", None) => "sum",
+        ("count", None) => "count",
+        ("avg", None) => "avg",
+        ("first_value", Some(asc)) if ignore_nulls => {
+            if asc {
+                "first"
+            } else {
+                "last"
+            }
+        }
+        ("last_value", Some(asc)) if ignore_nulls => {
+            if asc {
+                "last"
+            } else {
+                "first"
+            }
+        }
         _ => return None,
     };
     // `avg` of an integer field arrives as `avg(CAST(f AS Float64))`.
@@ -352,24 +416,18 @@ fn wanted_aggregate(e: &Expr, snap: &TableSnapshot) -> Option<Wanted> {
                 ColumnKind::Field(FieldType::Float | FieldType::Integer | FieldType::UInteger)
             )
     });
+    let wanted = Wanted {
+        func,
+        field: c.name.clone(),
+    };
     // The rollup columns must carry their usual names (a tag can take one).
     let rollup = rollup_fields(&snap.columns);
-    let named = [
-        RollupAgg::Min,
-        RollupAgg::Max,
-        RollupAgg::Sum,
-        RollupAgg::Count,
-    ]
-    .iter()
-    .all(|a| {
+    let named = wanted.needs().iter().all(|a| {
         rollup
             .iter()
             .any(|f| f.field == c.name && f.agg == *a && f.name == rollup_column_name(&c.name, *a))
     });
-    (numeric && named).then(|| Wanted {
-        func,
-        field: c.name.clone(),
-    })
+    (named && (numeric || matches!(func, "first" | "last"))).then_some(wanted)
 }
 
 /// The granularity (ns) every bucket boundary of `e` is a multiple of, if `e` is a

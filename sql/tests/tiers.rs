@@ -157,6 +157,29 @@ async fn bucketed_aggregates_come_from_the_coarsest_exact_tier() {
             vec![Tier::Warm, Tier::Hot],
         ),
         (
+            "first and last by hour over 40 days: raw edge, warm, cold",
+            format!(
+                "SELECT date_trunc('hour', time) AS t, host, \
+                 first_value(usage ORDER BY time) IGNORE NULLS AS first, \
+                 last_value(usage ORDER BY time) IGNORE NULLS AS last, \
+                 first_value(procs ORDER BY time DESC) IGNORE NULLS AS newest, \
+                 max(usage) AS hi FROM cpu \
+                 WHERE time >= {} GROUP BY 1, 2 ORDER BY 1, 2",
+                ts(T0 + 35 * DAY + 30 * 60 * SEC + 10 * SEC)
+            ),
+            vec![Tier::Hot, Tier::Warm, Tier::Cold],
+        ),
+        (
+            "first with nulls respected: the rollups cannot tell, raw rows only",
+            format!(
+                "SELECT date_trunc('hour', time) AS t, first_value(usage ORDER BY time) AS first \
+                 FROM cpu WHERE time >= {} AND time < {} AND host = 'a' GROUP BY 1 ORDER BY 1",
+                ts(T0 + 38 * DAY),
+                ts(T0 + 39 * DAY)
+            ),
+            vec![Tier::Hot],
+        ),
+        (
             "a time filter the rollups cannot apply (OR): raw rows only",
             format!(
                 "SELECT date_trunc('hour', time) AS t, {aggs} FROM cpu \
