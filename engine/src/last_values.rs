@@ -246,12 +246,15 @@ impl LastValues {
     }
 
     /// The cached rows in `schema` (the table's schema of `columns`), series ordered by
-    /// tags. Rows older than `min_time` are left out.
+    /// tags. Rows older than `min_time` are left out. With `per_group`, one row per
+    /// group of series with equal values of those tags: the newest (of equally new
+    /// ones, the series first in tag order).
     pub fn to_batch(
         &self,
         schema: &SchemaRef,
         columns: &[ColumnDef],
         min_time: i64,
+        per_group: Option<&[&str]>,
     ) -> Result<RecordBatch, ArrowError> {
         let mut rows: Vec<&Entry> = self
             .entries
@@ -259,6 +262,27 @@ impl LastValues {
             .filter(|e| e.time >= min_time)
             .collect();
         rows.sort_by(|a, b| a.tags.cmp(&b.tags));
+        if let Some(keys) = per_group {
+            let key = |e: &Entry| -> Vec<Option<Arc<str>>> {
+                keys.iter()
+                    .map(|k| {
+                        e.tags
+                            .iter()
+                            .find(|(n, _)| &**n == *k)
+                            .map(|(_, v)| Arc::clone(v))
+                    })
+                    .collect()
+            };
+            let mut newest: HashMap<Vec<Option<Arc<str>>>, &Entry> = HashMap::new();
+            for e in rows {
+                let slot = newest.entry(key(e)).or_insert(e);
+                if e.time > slot.time {
+                    *slot = e;
+                }
+            }
+            rows = newest.into_values().collect();
+            rows.sort_by(|a, b| a.tags.cmp(&b.tags));
+        }
         let mut out: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
         for f in schema.fields() {
             let name = f.name().as_str();
@@ -447,7 +471,9 @@ mod tests {
 
     fn rows(lv: &LastValues) -> Vec<String> {
         let schema = crate::schema::arrow_schema(&cols());
-        let b = lv.to_batch(&schema, &cols(), i64::MIN).expect("batch");
+        let b = lv
+            .to_batch(&schema, &cols(), i64::MIN, None)
+            .expect("batch");
         let text = arrow::util::pretty::pretty_format_batches(&[b])
             .expect("print")
             .to_string();

@@ -806,12 +806,14 @@ impl Engine {
 
     /// The latest row of every series of `table` in `schema` (the table's schema as a
     /// query planned it; columns added since are left out, missing ones are null), when
-    /// its cache is ready (counted as a hit); `None` otherwise.
+    /// its cache is ready (counted as a hit); `None` otherwise. With `per_group`, only
+    /// the latest row of each group of series with equal values of those tags.
     pub fn last_values(
         &self,
         db: &str,
         table: &str,
         schema: &SchemaRef,
+        per_group: Option<&[&str]>,
     ) -> Option<Result<RecordBatch, arrow::error::ArrowError>> {
         let st = self.shared.state.read();
         let t = st.dbs.get(db)?.get(table)?;
@@ -820,7 +822,7 @@ impl Engine {
             return None;
         }
         lv.hits.fetch_add(1, Ordering::Relaxed);
-        Some(lv.to_batch(schema, &t.columns, i64::MIN))
+        Some(lv.to_batch(schema, &t.columns, i64::MIN, per_group))
     }
 
     /// Every table's last-value cache, for `system.last_value_caches`.

@@ -56,12 +56,24 @@ impl LastValueRule {
         let LogicalPlan::Distinct(Distinct::On(on)) = &node else {
             return Ok(Transformed::no(node));
         };
-        let Some(table) = lastpoint_table(on) else {
+        let Some((table, filters_on_keys)) = lastpoint_table(on) else {
             return Ok(Transformed::no(node));
         };
         let snap = table.snapshot();
         let engine = self.queries.engine();
-        let Some(cached) = engine.last_values(&snap.db, &snap.table, &snap.schema) else {
+        // With filters on the `DISTINCT ON` keys alone (or none), a group's rows pass or
+        // fail together: the cache can hand over one row per group, ready.
+        let keys: Vec<&str> = on
+            .on_expr
+            .iter()
+            .filter_map(|e| match e {
+                Expr::Column(c) => Some(c.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let per_group = filters_on_keys.then_some(keys.as_slice());
+        let Some(cached) = engine.last_values(&snap.db, &snap.table, &snap.schema, per_group)
+        else {
             if engine.last_values_start(&snap.db, &snap.table) {
                 self.warm(snap);
             }
@@ -82,10 +94,17 @@ impl LastValueRule {
             ))),
             other => Ok(Transformed::no(other)),
         })?;
+        let sort = on.sort_expr.clone().unwrap_or_default();
+        if per_group.is_some() {
+            let plan = LogicalPlanBuilder::from(input.data)
+                .sort(sort)?
+                .project(on.select_expr.clone())?
+                .build()?;
+            return Ok(Transformed::yes(plan));
+        }
         // `DISTINCT ON` as DataFusion plans it (an ordered `first_value` per column) costs
         // far more than the few cached rows: take the first row of each group in the
         // sort order with `row_number()` instead, which is the same definition.
-        let sort = on.sort_expr.clone().unwrap_or_default();
         let rank = row_number()
             .partition_by(on.on_expr.clone())
             .order_by(sort.clone())
@@ -156,8 +175,9 @@ impl AnalyzerRule for LastValueRule {
     }
 }
 
-/// The metric table under a `DISTINCT ON` the cache can answer, if it is one.
-fn lastpoint_table(on: &DistinctOn) -> Option<&MetricTable> {
+/// The metric table under a `DISTINCT ON` the cache can answer, if it is one, and
+/// whether every filter reads only the `DISTINCT ON` keys.
+fn lastpoint_table(on: &DistinctOn) -> Option<(&MetricTable, bool)> {
     // Below: only filters, down to the metric table's scan.
     let mut node = on.input.as_ref();
     let mut predicates: Vec<&Expr> = Vec::new();
@@ -201,7 +221,20 @@ fn lastpoint_table(on: &DistinctOn) -> Option<&MetricTable> {
     let time_desc = sort
         .get(keys)
         .is_some_and(|s| !s.asc && matches!(&s.expr, Expr::Column(c) if c.name == TIME_COLUMN));
-    (leading == on_set && time_desc).then_some(table)
+    let on_keys: HashSet<&str> = on
+        .on_expr
+        .iter()
+        .filter_map(|e| match e {
+            Expr::Column(c) => Some(c.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let filters_on_keys = predicates.iter().all(|p| {
+        p.column_refs()
+            .iter()
+            .all(|c| on_keys.contains(c.name.as_str()))
+    });
+    (leading == on_set && time_desc).then_some((table, filters_on_keys))
 }
 
 fn quote(ident: &str) -> String {
