@@ -19,6 +19,7 @@ pub mod last_values;
 pub mod newest_buckets;
 pub mod normalize;
 pub mod pg;
+pub mod query_log;
 pub mod retention;
 pub mod table;
 pub mod tier_choice;
@@ -123,6 +124,7 @@ pub struct QueryEngine {
     config: QueryConfig,
     cpu: Arc<QueryRuntime>,
     commands: Arc<std::sync::OnceLock<Arc<dyn commands::Commands>>>,
+    log: Arc<query_log::QueryLog>,
 }
 
 impl QueryEngine {
@@ -142,7 +144,10 @@ impl QueryEngine {
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
+        let log = Arc::new(query_log::QueryLog::default());
+        engine.register_system_table(Arc::clone(&log) as _);
         Ok(Self {
+            log,
             databases: Arc::new(DatabaseList::new(Arc::clone(&engine))),
             engine,
             runtime,
@@ -299,7 +304,11 @@ impl QueryEngine {
         }
         let started = Instant::now();
         let result = match self.session(db) {
-            Ok(ctx) => self.start(ctx, Work::Sql(sql.to_string(), params)).await,
+            Ok(ctx) => {
+                let logged = self.logged(db, sql);
+                self.start(ctx, Work::Sql(sql.to_string(), params), logged)
+                    .await
+            }
             Err(e) => Err(e),
         };
         Self::count(started, &result);
@@ -317,7 +326,7 @@ impl QueryEngine {
         // Not counted in the live query metrics: a backtest runs thousands.
         match self.session_as_of(db, moment_ns) {
             Ok(ctx) => {
-                self.start(ctx, Work::Sql(sql.to_string(), Vec::new()))
+                self.start(ctx, Work::Sql(sql.to_string(), Vec::new()), None)
                     .await
             }
             Err(e) => Err(e),
@@ -333,7 +342,9 @@ impl QueryEngine {
         plan: datafusion::logical_expr::LogicalPlan,
     ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let started = Instant::now();
-        let result = self.start(ctx, Work::Plan(Box::new(plan))).await;
+        let db = ctx.state().config_options().catalog.default_catalog.clone();
+        let logged = self.logged(&db, &format!("{}", plan.display()));
+        let result = self.start(ctx, Work::Plan(Box::new(plan)), logged).await;
         Self::count(started, &result);
         result
     }
@@ -368,10 +379,23 @@ impl QueryEngine {
         Ok(Described { schema, parameters })
     }
 
+    /// A `system.queries` entry for a query starting now.
+    fn logged(&self, db: &str, text: &str) -> Option<Logged> {
+        let started_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        Some(Logged {
+            log: Arc::clone(&self.log),
+            record: query_log::QueryRecord::new(started_ns, db, text, "scan"),
+            started: Instant::now(),
+        })
+    }
+
     async fn start(
         &self,
         ctx: SessionContext,
         work: Work,
+        logged: Option<Logged>,
     ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
         let limit = self.config.timeout;
         let (schema_tx, schema_rx) = oneshot::channel::<Result<SchemaRef>>();
@@ -383,7 +407,7 @@ impl QueryEngine {
         };
         rt.spawn(async move {
             let deadline = tokio::time::Instant::now() + limit;
-            let planned = plan(&ctx, work);
+            let planned = plan(&ctx, work, logged);
             let mut stream = match tokio::time::timeout_at(deadline, planned).await {
                 Err(_) => {
                     let _ = schema_tx.send(Err(Error::Timeout(limit)));
@@ -452,13 +476,37 @@ fn sql_options() -> SQLOptions {
         .with_allow_statements(false)
 }
 
+/// A query's pending `system.queries` entry.
+struct Logged {
+    log: Arc<query_log::QueryLog>,
+    record: query_log::QueryRecord,
+    started: Instant,
+}
+
+impl Logged {
+    /// Records the query with what the scans of its physical plan chose (none given:
+    /// it was answered another way, `plan` says how).
+    fn finish(mut self, physical: Option<&Arc<dyn datafusion::physical_plan::ExecutionPlan>>) {
+        self.record.planning_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        match physical {
+            Some(p) => self.record.add_scans(p),
+            None => self.record.plan = "newest buckets",
+        }
+        self.log.record(self.record);
+    }
+}
+
 /// What a query task plans: SQL text (with placeholder values) or a ready plan.
 enum Work {
     Sql(String, Vec<ScalarValue>),
     Plan(Box<datafusion::logical_expr::LogicalPlan>),
 }
 
-async fn plan(ctx: &SessionContext, work: Work) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+async fn plan(
+    ctx: &SessionContext,
+    work: Work,
+    logged: Option<Logged>,
+) -> Result<(SchemaRef, SendableRecordBatchStream)> {
     let df = match work {
         Work::Sql(sql, params) => {
             let mut df = ctx.sql_with_options(&sql, sql_options()).await?;
@@ -482,6 +530,9 @@ async fn plan(ctx: &SessionContext, work: Work) -> Result<(SchemaRef, SendableRe
         if let Some(shape) = newest_buckets::shape(&unwindowed)
             && let Some((schema, batches)) = newest_buckets::run(ctx, &unwindowed, &shape).await?
         {
+            if let Some(l) = logged {
+                l.finish(None);
+            }
             let stream = datafusion::physical_plan::memory::MemoryStream::try_new(
                 batches,
                 Arc::clone(&schema),
@@ -496,11 +547,18 @@ async fn plan(ctx: &SessionContext, work: Work) -> Result<(SchemaRef, SendableRe
             .query_planner()
             .create_physical_plan(&optimized, &state)
             .await?;
+        if let Some(l) = logged {
+            l.finish(Some(&physical));
+        }
         let stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
         return Ok((schema, stream));
     }
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let stream = df.execute_stream().await?;
+    let physical = df.create_physical_plan().await?;
+    if let Some(l) = logged {
+        l.finish(Some(&physical));
+    }
+    let stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
     Ok((schema, stream))
 }
 

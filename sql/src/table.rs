@@ -480,6 +480,13 @@ pub struct TierScanExec {
     properties: Arc<PlanProperties>,
 }
 
+impl TierScanExec {
+    /// What the scan chose.
+    pub fn summary(&self) -> &ScanSummary {
+        &self.summary
+    }
+}
+
 impl DisplayAs for TierScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let s = &self.summary;

@@ -254,6 +254,26 @@ async fn bucketed_aggregates_come_from_the_coarsest_exact_tier() {
     }
     insta::assert_snapshot!("tier_plans", plans.join("\n"));
 
+    // system.queries keeps what each query's scans chose.
+    let by_day = format!(
+        "SELECT date_trunc('day', time) AS d, max(usage) AS m FROM cpu \
+         WHERE time >= {} AND host = 'a' GROUP BY 1 -- the log check",
+        ts(now - 365 * DAY)
+    );
+    rows(&q, &by_day).await;
+    let r = rows(
+        &q,
+        "SELECT plan, tiers, files_read, files_pruned, hot_chunks FROM system.queries \
+         WHERE query LIKE '%-- the log check' ORDER BY started DESC LIMIT 1",
+    )
+    .await;
+    assert_eq!(
+        r.get(3)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")),
+        Some("| scan | cold | 6 | 28 | 0 |".to_string()),
+        "{r:?}"
+    );
+
     // The rollup tiers are tables of their own, and system.tiers shows the policy.
     let r = rows(
         &q,

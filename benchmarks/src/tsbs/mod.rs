@@ -306,8 +306,9 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
             .collect();
         if tiers != last {
             (last, same_since) = (tiers, Instant::now());
-        } else if same_since.elapsed() > Duration::from_secs(5) {
-            // Five maintenance passes without a change.
+        } else if same_since.elapsed() > Duration::from_secs(30) {
+            // Thirty maintenance passes without a change: longer than one compaction
+            // or rollup of the largest window takes.
             outcome.strata_tiers = last;
             break;
         }
