@@ -63,14 +63,7 @@ impl LastValueRule {
         let engine = self.queries.engine();
         // With filters on the `DISTINCT ON` keys alone (or none), a group's rows pass or
         // fail together: the cache can hand over one row per group, ready.
-        let keys: Vec<&str> = on
-            .on_expr
-            .iter()
-            .filter_map(|e| match e {
-                Expr::Column(c) => Some(c.name.as_str()),
-                _ => None,
-            })
-            .collect();
+        let keys = key_names(on);
         let per_group = filters_on_keys.then_some(keys.as_slice());
         let Some(cached) = engine.last_values(&snap.db, &snap.table, &snap.schema, per_group)
         else {
@@ -221,20 +214,24 @@ fn lastpoint_table(on: &DistinctOn) -> Option<(&MetricTable, bool)> {
     let time_desc = sort
         .get(keys)
         .is_some_and(|s| !s.asc && matches!(&s.expr, Expr::Column(c) if c.name == TIME_COLUMN));
-    let on_keys: HashSet<&str> = on
-        .on_expr
+    let on_keys = key_names(on);
+    let filters_on_keys = predicates.iter().all(|p| {
+        p.column_refs()
+            .iter()
+            .all(|c| on_keys.contains(&c.name.as_str()))
+    });
+    (leading == on_set && time_desc).then_some((table, filters_on_keys))
+}
+
+/// The column names of the `DISTINCT ON` keys.
+fn key_names(on: &DistinctOn) -> Vec<&str> {
+    on.on_expr
         .iter()
         .filter_map(|e| match e {
             Expr::Column(c) => Some(c.name.as_str()),
             _ => None,
         })
-        .collect();
-    let filters_on_keys = predicates.iter().all(|p| {
-        p.column_refs()
-            .iter()
-            .all(|c| on_keys.contains(c.name.as_str()))
-    });
-    (leading == on_set && time_desc).then_some((table, filters_on_keys))
+        .collect()
 }
 
 fn quote(ident: &str) -> String {
