@@ -42,6 +42,8 @@ pub struct TierReport {
     /// Files merged by compaction, and the files they became.
     pub files_compacted: usize,
     pub compacted_into: usize,
+    /// Rollup files replaced by their window's recompute after late data.
+    pub files_replaced: usize,
     /// Files removed from the catalog by retention (deleted after the grace period).
     pub files_expired: usize,
     /// Files deleted from their store.
@@ -217,19 +219,32 @@ impl Engine {
             .filter(|f| f.tier == source)
             .map(|f| f.id)
             .collect();
-        let mut work: Vec<(i64, i64, bool)> = Vec::new();
+        // A window still being written to (hot data not yet persisted) waits: rolled up
+        // now, it would be rolled again once the data reaches its files.
+        let busy = |lo: i64, hi: i64| {
+            snap.hot
+                .iter()
+                .any(|h| source == Tier::Hot && h.rows > 0 && h.max_time >= lo && h.min_time < hi)
+        };
+        // Late data recomputes its whole window, so the new file replaces the window's old
+        // ones and the tier keeps one file per window (queries need no deduplication).
+        let mut dirty_windows = std::collections::BTreeSet::new();
         let dirty = match tier {
             Tier::Warm => &t.rollup.warm_dirty,
             _ => &t.rollup.cold_dirty,
         };
         for &(a, b) in dirty.ranges() {
-            let mut lo = a;
+            let mut lo = floor_to(a, window);
             while lo < b {
-                let hi = floor_to(lo, window).saturating_add(window).min(b);
-                work.push((lo, hi, true));
-                lo = hi;
+                dirty_windows.insert(lo);
+                lo = lo.saturating_add(window);
             }
         }
+        let mut work: Vec<(i64, i64, bool)> = dirty_windows
+            .into_iter()
+            .map(|lo| (lo, lo.saturating_add(window), true))
+            .filter(|&(lo, hi, _)| !busy(lo, hi))
+            .collect();
         let horizon = match tier {
             Tier::Warm => floor_to(now.saturating_sub(settle), window),
             _ => match t.rollup.warm_done_to {
@@ -242,7 +257,10 @@ impl Engine {
             .done_to(tier)
             .or_else(|| earliest(&snap, source).map(|e| floor_to(e, window)));
         if let Some(mut lo) = start {
-            while lo < horizon && work.iter().filter(|w| !w.2).count() < MAX_WINDOWS_PER_PASS {
+            while lo < horizon
+                && !busy(lo, lo + window)
+                && work.iter().filter(|w| !w.2).count() < MAX_WINDOWS_PER_PASS
+            {
                 work.push((lo, lo + window, false));
                 lo += window;
             }
@@ -267,12 +285,28 @@ impl Engine {
                 file,
             });
         }
+        // The files a recomputed window replaces: this tier's files lying wholly inside
+        // it, as of the snapshot the recompute read. Only where the tier below still
+        // holds the whole window (none of it past retention).
+        let complete_from = now.saturating_sub(self.retention_ns(db, source));
+        let replaced: Vec<FileId> = rolled
+            .iter()
+            .filter(|r| r.file.is_some() && r.lo >= complete_from)
+            .flat_map(|r| {
+                snap.files
+                    .iter()
+                    .filter(move |f| f.tier == tier && f.chunk_start >= r.lo && f.chunk_end <= r.hi)
+                    .map(|f| f.id)
+            })
+            .collect();
+        let delete_after = now.saturating_add(nanos(self.shared.config.retention_grace));
         let next_id = self.next_file_id();
         self.shared
             .catalog
             .commit(|s| {
                 s.next_file_id = s.next_file_id.max(next_id);
                 let t = s.database_mut(db).table_mut(table);
+                let gone = retire(t, &replaced, delete_after);
                 for r in &rolled {
                     if let Some(f) = &r.file {
                         t.files.push(f.clone());
@@ -292,8 +326,10 @@ impl Engine {
                     }
                 }
                 mark_unseen_sources(t, tier, source, &seen);
+                s.pending_deletes.extend(gone);
             })
             .await?;
+        report.files_replaced += replaced.len();
         Ok(())
     }
 
@@ -504,26 +540,14 @@ impl Engine {
         let meta = self
             .write_tier_file(snap, tier, (lo, hi), columns, batches, max_seq, now)
             .await?;
-        let inputs: HashSet<FileId> = files.iter().map(|f| f.id).collect();
+        let inputs: Vec<FileId> = files.iter().map(|f| f.id).collect();
         let next_id = self.next_file_id();
         self.shared
             .catalog
             .commit(|s| {
                 s.next_file_id = s.next_file_id.max(next_id);
                 let t = s.database_mut(&snap.db).table_mut(&snap.table);
-                let mut gone = Vec::new();
-                t.files.retain(|f| {
-                    if inputs.contains(&f.id) {
-                        gone.push(PendingDelete {
-                            path: f.path.clone(),
-                            tier: f.tier,
-                            delete_after: now.saturating_add(grace),
-                        });
-                        false
-                    } else {
-                        true
-                    }
-                });
+                let gone = retire(t, &inputs, now.saturating_add(grace));
                 t.files.push(meta);
                 s.pending_deletes.extend(gone);
             })
@@ -660,6 +684,24 @@ impl Engine {
         report.files_deleted += done.len();
         Ok(())
     }
+}
+
+/// Takes the files `ids` out of `t`, as deletes due at `delete_after` (queries already
+/// running may still read them until then).
+fn retire(t: &mut TableDef, ids: &[FileId], delete_after: i64) -> Vec<PendingDelete> {
+    let mut gone = Vec::new();
+    t.files.retain(|f| {
+        let keep = !ids.contains(&f.id);
+        if !keep {
+            gone.push(PendingDelete {
+                path: f.path.clone(),
+                tier: f.tier,
+                delete_after,
+            });
+        }
+        keep
+    });
+    gone
 }
 
 /// Whether `rollup` has rolled up everything in `f`'s window, with nothing left dirty.
