@@ -77,6 +77,18 @@ impl Entry {
                 .sum::<usize>()
     }
 
+    /// The values of the tags `keys` (none where the series lacks one).
+    fn group_key(&self, keys: &[&str]) -> Vec<Option<&str>> {
+        keys.iter()
+            .map(|k| {
+                self.tags
+                    .iter()
+                    .find(|(n, _)| &**n == *k)
+                    .map(|(_, v)| &**v)
+            })
+            .collect()
+    }
+
     /// Later non-null fields win; the others stay.
     fn overlay(&mut self, newer: Vec<(Arc<str>, ScalarValue)>) {
         for (k, v) in newer {
@@ -261,53 +273,72 @@ impl LastValues {
             .values()
             .filter(|e| e.time >= min_time)
             .collect();
-        rows.sort_by(|a, b| a.tags.cmp(&b.tags));
         if let Some(keys) = per_group {
-            let key = |e: &Entry| -> Vec<Option<Arc<str>>> {
-                keys.iter()
-                    .map(|k| {
-                        e.tags
-                            .iter()
-                            .find(|(n, _)| &**n == *k)
-                            .map(|(_, v)| Arc::clone(v))
-                    })
-                    .collect()
-            };
-            let mut newest: HashMap<Vec<Option<Arc<str>>>, &Entry> = HashMap::new();
+            let mut newest: HashMap<Vec<Option<&str>>, &Entry> = HashMap::new();
             for e in rows {
-                let slot = newest.entry(key(e)).or_insert(e);
-                if e.time > slot.time {
+                let slot = newest.entry(e.group_key(keys)).or_insert(e);
+                if e.time > slot.time || (e.time == slot.time && e.tags < slot.tags) {
                     *slot = e;
                 }
             }
             rows = newest.into_values().collect();
-            rows.sort_by(|a, b| a.tags.cmp(&b.tags));
+        }
+        rows.sort_unstable_by(|a, b| a.tags.cmp(&b.tags));
+
+        // One pass over each row's tags and fields, by column position (a row holds only
+        // its non-null values, in no fixed order).
+        enum Col<'e> {
+            Time,
+            Tag(Vec<Option<&'e str>>),
+            Field(Vec<Option<&'e ScalarValue>>),
+            Missing,
+        }
+        let position: HashMap<&str, usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name().as_str(), i))
+            .collect();
+        let mut cols: Vec<Col> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let name = f.name().as_str();
+                if name == TIME_COLUMN {
+                    return Col::Time;
+                }
+                match columns.iter().find(|c| c.name == name).map(|c| &c.kind) {
+                    Some(ColumnKind::Tag) => Col::Tag(vec![None; rows.len()]),
+                    Some(_) => Col::Field(vec![None; rows.len()]),
+                    None => Col::Missing,
+                }
+            })
+            .collect();
+        for (r, e) in rows.iter().enumerate() {
+            for (k, v) in &e.tags {
+                if let Some(Col::Tag(values)) = position.get(&**k).map(|&i| &mut cols[i]) {
+                    values[r] = Some(&**v);
+                }
+            }
+            for (k, v) in &e.fields {
+                if let Some(Col::Field(values)) = position.get(&**k).map(|&i| &mut cols[i]) {
+                    values[r] = Some(v);
+                }
+            }
         }
         let mut out: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-        for f in schema.fields() {
-            let name = f.name().as_str();
-            let col: ArrayRef = if name == TIME_COLUMN {
-                Arc::new(TimestampNanosecondArray::from_iter_values(
+        for (f, col) in schema.fields().iter().zip(cols) {
+            let col: ArrayRef = match col {
+                Col::Time => Arc::new(TimestampNanosecondArray::from_iter_values(
                     rows.iter().map(|e| e.time),
-                ))
-            } else if let Some(kind) = columns.iter().find(|c| c.name == name).map(|c| &c.kind) {
-                if matches!(kind, ColumnKind::Tag) {
-                    let values = StringArray::from_iter(rows.iter().map(|e| {
-                        e.tags
-                            .iter()
-                            .find(|(k, _)| &**k == name)
-                            .map(|(_, v)| v.to_string())
-                    }));
-                    cast(&values, f.data_type())?
-                } else {
+                )),
+                Col::Tag(values) => cast(&StringArray::from(values), f.data_type())?,
+                Col::Field(values) => {
                     let null = ScalarValue::try_from(f.data_type())
                         .map_err(|e| ArrowError::ComputeError(e.to_string()))?;
-                    let values = rows.iter().map(|e| {
-                        e.fields
-                            .iter()
-                            .find(|(k, _)| &**k == name)
-                            .map_or_else(|| null.clone(), |(_, v)| v.clone())
-                    });
+                    let values = values
+                        .into_iter()
+                        .map(|v| v.map_or_else(|| null.clone(), Clone::clone));
                     let array = ScalarValue::iter_to_array(values)
                         .map_err(|e| ArrowError::ComputeError(e.to_string()))?;
                     if array.data_type() == f.data_type() {
@@ -316,8 +347,7 @@ impl LastValues {
                         cast(&array, f.data_type())?
                     }
                 }
-            } else {
-                new_null_array(f.data_type(), rows.len())
+                Col::Missing => new_null_array(f.data_type(), rows.len()),
             };
             out.push(col);
         }

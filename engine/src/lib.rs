@@ -359,6 +359,27 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The thread tier maintenance runs on (its name, as `/proc` and `perf` show it).
+pub const MAINTENANCE_THREAD: &str = "strata-maint";
+
+/// Tier maintenance on a runtime of its own, one worker thread: rollups and compaction
+/// never take more than one core from writes and queries, and their CPU time can be
+/// told apart from the ingest path's.
+struct Maintainer {
+    _task: AbortOnDrop,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Maintainer {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            // Without waiting: a pass in flight stops at its next await, and everything
+            // it committed is consistent (each step commits with its progress).
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// The storage engine. Cheap to share behind an `Arc`.
 pub struct Engine {
     shared: Arc<Shared>,
@@ -369,7 +390,7 @@ pub struct Engine {
     /// Runs rollups on one partition, so they take one core at most from queries.
     rollup_df: SessionContext,
     persister: parking_lot::Mutex<Option<AbortOnDrop>>,
-    maintainer: parking_lot::Mutex<Option<AbortOnDrop>>,
+    maintainer: parking_lot::Mutex<Option<Maintainer>>,
     system_tables: RwLock<Vec<Arc<dyn system::SystemTable>>>,
 }
 
@@ -540,7 +561,16 @@ impl Engine {
         *engine.persister.lock() = Some(AbortOnDrop(handle));
         let weak = Arc::downgrade(&engine);
         let interval = engine.shared.config.rollup_interval;
-        let handle = tokio::spawn(async move {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(MAINTENANCE_THREAD)
+            // Its blocking threads (Parquet encoding) live as long as the server, so
+            // their CPU time stays countable per thread.
+            .thread_keep_alive(Duration::from_secs(24 * 3600))
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Wal(format!("could not start the maintenance thread: {e}")))?;
+        let handle = runtime.spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
                 let Some(e) = weak.upgrade() else { return };
@@ -550,7 +580,10 @@ impl Engine {
                 }
             }
         });
-        *engine.maintainer.lock() = Some(AbortOnDrop(handle));
+        *engine.maintainer.lock() = Some(Maintainer {
+            _task: AbortOnDrop(handle),
+            runtime: Some(runtime),
+        });
         Ok((engine, report))
     }
 

@@ -138,6 +138,8 @@ pub struct Outcome {
     pub export_parquet_bytes: u64,
     pub influx_bytes: Option<u64>,
     pub peak_rss_bytes: u64,
+    /// CPU seconds Strata's tier-maintenance threads spent from start until at rest.
+    pub maintenance_cpu_to_rest: Duration,
     pub queries: Vec<QueryFigures>,
     pub mismatches: Vec<String>,
     pub engines: Vec<String>,
@@ -148,6 +150,9 @@ pub struct IngestFigures {
     pub wall: Duration,
     /// CPU seconds the server spent (user + system) while loading.
     pub server_cpu: Duration,
+    /// Of which on Strata's tier-maintenance threads (rollups and compaction of what
+    /// was already persisted); zero for other systems.
+    pub maintenance_cpu: Duration,
     pub retries: u64,
 }
 
@@ -310,6 +315,7 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
             // Thirty maintenance passes without a change: longer than one compaction
             // or rollup of the largest window takes.
             outcome.strata_tiers = last;
+            outcome.maintenance_cpu_to_rest = maintenance_cpu_time(pid).unwrap_or_default();
             break;
         }
         if Instant::now() > deadline {
@@ -462,6 +468,7 @@ async fn load(
     ok: impl Fn(u16) -> bool + Copy,
 ) -> Result<IngestFigures> {
     let cpu_before = pid.and_then(cpu_time);
+    let maintenance_before = pid.and_then(maintenance_cpu_time);
     let started = Instant::now();
     let results: Vec<Result<u64>> = futures::stream::iter(bodies)
         .map(|body| async move {
@@ -485,6 +492,7 @@ async fn load(
         .await;
     let wall = started.elapsed();
     let cpu_after = pid.and_then(cpu_time);
+    let maintenance_after = pid.and_then(maintenance_cpu_time);
     let mut retries = 0;
     for r in results {
         retries += r?;
@@ -495,13 +503,41 @@ async fn load(
             (Some(a), Some(b)) => b.saturating_sub(a),
             _ => Duration::ZERO,
         },
+        maintenance_cpu: match (maintenance_before, maintenance_after) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => Duration::ZERO,
+        },
         retries,
     })
 }
 
 /// User + system CPU time of a process so far (Linux `/proc/<pid>/stat`).
 pub fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_time(&format!("/proc/{pid}/stat"))
+}
+
+/// User + system CPU time so far of a Strata server's tier-maintenance threads (by
+/// thread name, `/proc/<pid>/task/*/comm`). `None` if it has none.
+pub fn maintenance_cpu_time(pid: u32) -> Option<Duration> {
+    let mut found = None;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(strata_engine::MAINTENANCE_THREAD) {
+            continue;
+        }
+        if let Some(t) = stat_cpu_time(&task.path().join("stat").to_string_lossy()) {
+            *found.get_or_insert(Duration::ZERO) += t;
+        }
+    }
+    found
+}
+
+/// User + system CPU time in a `/proc/…/stat` file.
+fn stat_cpu_time(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command (which may hold spaces) start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();

@@ -63,6 +63,16 @@ pub fn markdown(opts: &Options, o: &Outcome) -> String {
     if let Some(i) = &o.influx_ingest {
         ingest_row(&mut s, "InfluxDB 1.x", o, i);
     }
+    let during = o.ingest.maintenance_cpu.as_secs_f64();
+    let ingest_path = o.ingest.server_cpu.as_secs_f64() - during;
+    let to_rest = o.maintenance_cpu_to_rest.as_secs_f64();
+    let _ = writeln!(
+        s,
+        "\nStrata's CPU, split by thread: of the {:.1} s during the load, {during:.1} s went to tier maintenance (rollups and compaction, on its own thread) and {ingest_path:.1} s to the ingest path (HTTP, parsing, WAL, hot table, persistence): **{} rows per CPU-second of the ingest path**. Maintenance took {to_rest:.1} CPU-seconds from start until at rest, {} rows per maintenance CPU-second.",
+        o.ingest.server_cpu.as_secs_f64(),
+        per_second(o.rows, ingest_path),
+        per_second(o.rows, to_rest),
+    );
     let _ = writeln!(
         s,
         "\nStrata's peak resident memory (VmHWM): {:.0} MiB.\n",
@@ -170,6 +180,14 @@ pub fn markdown(opts: &Options, o: &Outcome) -> String {
     s
 }
 
+fn per_second(n: u64, secs: f64) -> String {
+    if secs > 0.0 {
+        format!("{:.0}", n as f64 / secs)
+    } else {
+        "–".into()
+    }
+}
+
 fn ingest_row(s: &mut String, name: &str, o: &Outcome, i: &IngestFigures) {
     let secs = i.wall.as_secs_f64().max(1e-9);
     let cpu = i.server_cpu.as_secs_f64();
@@ -180,11 +198,7 @@ fn ingest_row(s: &mut String, name: &str, o: &Outcome, i: &IngestFigures) {
         o.rows as f64 / secs,
         o.values as f64 / secs,
         cpu,
-        if cpu > 0.0 {
-            format!("{:.0}", o.rows as f64 / cpu)
-        } else {
-            "–".into()
-        },
+        per_second(o.rows, cpu),
         i.retries
     );
 }
