@@ -22,6 +22,9 @@ use tokio::net::TcpListener;
 
 use crate::config::{Cli, Command, ServeArgs, Settings};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
