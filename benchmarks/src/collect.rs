@@ -88,11 +88,11 @@ pub async fn remote_write(opts: &RemoteWriteOptions) -> Result<RemoteWriteReport
         for p in &page.points {
             let mut labels = vec![Label {
                 name: "__name__".into(),
-                value: p.table.clone(),
+                value: p.table.to_string(),
             }];
             labels.extend(p.tags.iter().map(|(k, v)| Label {
-                name: k.clone(),
-                value: v.clone(),
+                name: k.to_string(),
+                value: v.to_string(),
             }));
             labels.push(Label {
                 name: "instance".into(),
@@ -180,7 +180,7 @@ pub async fn remote_write(opts: &RemoteWriteOptions) -> Result<RemoteWriteReport
     let per_instance = page
         .points
         .iter()
-        .filter(|p| p.table == "node_cpu_seconds_total")
+        .filter(|p| &*p.table == "node_cpu_seconds_total")
         .count();
     let rows = strata
         .sql(

@@ -133,7 +133,7 @@ mod tests {
             tags: vec![("host".into(), "x".into())],
             fields: fields
                 .into_iter()
-                .map(|(k, v)| (k.to_string(), FieldValue::I64(v)))
+                .map(|(k, v)| (k.into(), FieldValue::I64(v)))
                 .collect(),
             time: t,
             line: 1,

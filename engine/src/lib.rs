@@ -53,7 +53,7 @@ use crate::paths::{ParquetFilePath, wal_dir};
 use crate::schema::{TIME_COLUMN, arrow_schema};
 pub use crate::tiers::TierReport;
 use crate::wal::{SegmentWriter, WalRecord};
-pub use crate::write::{FieldValue, Point, PointLimits, RejectedPoint};
+pub use crate::write::{FieldValue, Interner, Point, PointLimits, RejectedPoint};
 
 /// Names no database may have: they are schemas of every database.
 pub const RESERVED_DATABASES: [&str; 2] = ["system", "information_schema"];
@@ -673,16 +673,16 @@ impl Engine {
             // concurrent writes cannot give one field two types.
             let mut st = self.shared.state.write();
             for p in &points {
-                let cols = scratch.entry(p.table.as_str()).or_insert_with(|| {
+                let cols = scratch.entry(&*p.table).or_insert_with(|| {
                     st.dbs
                         .get(db)
-                        .and_then(|t| t.get(&p.table))
+                        .and_then(|t| t.get(&*p.table))
                         .map(|t| t.columns.clone())
                         .unwrap_or_default()
                 });
-                let layout = layouts.entry(p.table.as_str()).or_default();
+                let layout = layouts.entry(&*p.table).or_default();
                 match write::validate_point_cached(p, cols, &limits, layout) {
-                    Ok(()) => valid.entry(p.table.as_str()).or_default().push(p),
+                    Ok(()) => valid.entry(&*p.table).or_default().push(p),
                     Err(reason) => rejected.push(RejectedPoint {
                         line: p.line,
                         reason,

@@ -38,14 +38,59 @@ impl FieldValue {
 
 /// One point: a row of one table. `line` is the 1-based line (or element) number in the
 /// request, used in error messages.
+///
+/// Names and tag values are shared strings: a parser hands the same `Arc` to every point
+/// of a request that repeats a name (see [`Interner`]), so a point costs two allocations
+/// (its tag and field lists) and checks of a repeated layout compare pointers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
-    pub table: String,
-    pub tags: Vec<(String, String)>,
-    pub fields: Vec<(String, FieldValue)>,
+    pub table: Arc<str>,
+    pub tags: Vec<(Arc<str>, Arc<str>)>,
+    pub fields: Vec<(Arc<str>, FieldValue)>,
     /// Nanoseconds since the Unix epoch, UTC.
     pub time: i64,
     pub line: usize,
+}
+
+impl Point {
+    /// Each tag as `(name, value)`.
+    pub fn tag_pairs(&self) -> Vec<(&str, &str)> {
+        self.tags.iter().map(|(k, v)| (&**k, &**v)).collect()
+    }
+
+    /// Each field as `(name, value)`.
+    pub fn field_pairs(&self) -> Vec<(&str, &FieldValue)> {
+        self.fields.iter().map(|(k, v)| (&**k, v)).collect()
+    }
+}
+
+/// Strings of one request, each allocated once and shared by the points that repeat it
+/// (measurement, tag and field names, tag values).
+#[derive(Debug, Default)]
+pub struct Interner<'a> {
+    seen: HashMap<&'a str, Arc<str>>,
+}
+
+impl<'a> Interner<'a> {
+    /// Most distinct strings kept: beyond it (a request of unique tag values) new strings
+    /// are allocated without being remembered.
+    const MAX: usize = 1 << 16;
+
+    pub fn get(&mut self, s: &'a str) -> Arc<str> {
+        if let Some(a) = self.seen.get(s) {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = Arc::from(s);
+        if self.seen.len() < Self::MAX {
+            self.seen.insert(s, Arc::clone(&a));
+        }
+        a
+    }
+}
+
+/// Equal names, by pointer first (names shared through an [`Interner`]).
+fn same_name(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
 }
 
 /// A point the engine refused, and why, in the user's terms.
@@ -92,11 +137,11 @@ pub(crate) fn validate_point(
     let kinds = p
         .tags
         .iter()
-        .map(|(k, _)| (k.as_str(), ColumnKind::Tag, "tag"))
+        .map(|(k, _)| (&**k, ColumnKind::Tag, "tag"))
         .chain(
             p.fields
                 .iter()
-                .map(|(k, v)| (k.as_str(), ColumnKind::Field(v.field_type()), "field")),
+                .map(|(k, v)| (&**k, ColumnKind::Field(v.field_type()), "field")),
         );
     for (name, kind, what) in kinds {
         if name.is_empty() {
@@ -177,14 +222,14 @@ fn same_layout(p: &Point, layout: &Layout<'_>) -> bool {
     p.tags.len() + p.fields.len() == layout.len()
         && p.tags
             .iter()
-            .map(|(k, _)| (k.as_str(), ColumnKind::Tag))
+            .map(|(k, _)| (&**k, ColumnKind::Tag))
             .chain(
                 p.fields
                     .iter()
-                    .map(|(k, v)| (k.as_str(), ColumnKind::Field(v.field_type()))),
+                    .map(|(k, v)| (&**k, ColumnKind::Field(v.field_type()))),
             )
             .zip(layout)
-            .all(|(a, b)| a == *b)
+            .all(|(a, b)| a.1 == b.1 && same_name(a.0, b.0))
 }
 
 /// [`validate_point`], skipping the per-name checks when `p` has the layout of the
@@ -204,11 +249,11 @@ pub(crate) fn validate_point_cached<'a>(
     }
     validate_point(p, columns, limits)?;
     layout.clear();
-    layout.extend(p.tags.iter().map(|(k, _)| (k.as_str(), ColumnKind::Tag)));
+    layout.extend(p.tags.iter().map(|(k, _)| (&**k, ColumnKind::Tag)));
     layout.extend(
         p.fields
             .iter()
-            .map(|(k, v)| (k.as_str(), ColumnKind::Field(v.field_type()))),
+            .map(|(k, v)| (&**k, ColumnKind::Field(v.field_type()))),
     );
     Ok(())
 }
@@ -328,10 +373,10 @@ impl<'a> Slots<'a> {
         let keys = p
             .tags
             .iter()
-            .map(|(k, _)| k.as_str())
-            .chain(p.fields.iter().map(|(k, _)| k.as_str()));
+            .map(|(k, _)| &**k)
+            .chain(p.fields.iter().map(|(k, _)| &**k));
         let same = self.keys.len() == p.tags.len() + p.fields.len()
-            && keys.clone().zip(&self.keys).all(|(a, b)| a == *b);
+            && keys.clone().zip(&self.keys).all(|(a, b)| same_name(a, b));
         if !same {
             self.keys.clear();
             self.keys.extend(keys);

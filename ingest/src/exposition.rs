@@ -125,7 +125,7 @@ pub fn parse(
                 };
                 let openmetrics = dialect == Dialect::OpenMetrics;
                 out.points.push(Point {
-                    table: s.name.to_string(),
+                    table: s.name.into(),
                     tags: s
                         .labels
                         .into_iter()
@@ -136,10 +136,10 @@ pub fn parse(
                             } else {
                                 v
                             };
-                            Some((tag_name(k)?, v))
+                            Some((tag_name(k)?.into(), v.into()))
                         })
                         .collect(),
-                    fields: vec![(VALUE_FIELD.to_string(), FieldValue::F64(s.value))],
+                    fields: vec![(VALUE_FIELD.into(), FieldValue::F64(s.value))],
                     time,
                     line: number,
                 });
@@ -444,11 +444,11 @@ mod tests {
         let cpu: Vec<&Point> = e
             .points
             .iter()
-            .filter(|p| p.table == "node_cpu_seconds_total")
+            .filter(|p| &*p.table == "node_cpu_seconds_total")
             .collect();
         assert!(!cpu.is_empty());
         for p in &cpu {
-            let tags: Vec<&str> = p.tags.iter().map(|(k, _)| k.as_str()).collect();
+            let tags: Vec<&str> = p.tags.iter().map(|(k, _)| &**k).collect();
             assert_eq!(tags, ["cpu", "mode"]);
             assert_eq!(p.time, 1_000);
         }
@@ -456,14 +456,14 @@ mod tests {
         let q: Vec<&Point> = e
             .points
             .iter()
-            .filter(|p| p.table == "go_gc_duration_seconds")
+            .filter(|p| &*p.table == "go_gc_duration_seconds")
             .collect();
         assert_eq!(q.len(), 5);
-        assert_eq!(q[0].tags, [("quantile".to_string(), "0".to_string())]);
+        assert_eq!(q[0].tag_pairs(), [("quantile", "0")]);
         assert!(
             e.points
                 .iter()
-                .any(|p| p.table == "go_gc_duration_seconds_count")
+                .any(|p| &*p.table == "go_gc_duration_seconds_count")
         );
     }
 
@@ -471,28 +471,28 @@ mod tests {
     fn labels_with_separators_escapes_and_spaces() {
         let p = one(r#"http_requests_total{path="/a,b=c}",msg="say \"hi\"\n", code = "200" ,} 1027 1395066363000"#)
             .expect("parses");
-        assert_eq!(p.table, "http_requests_total");
+        assert_eq!(&*p.table, "http_requests_total");
         assert_eq!(
-            p.tags,
+            p.tag_pairs(),
             [
-                ("path".to_string(), "/a,b=c}".to_string()),
-                ("msg".to_string(), "say \"hi\"\n".to_string()),
-                ("code".to_string(), "200".to_string()),
+                ("path", "/a,b=c}"),
+                ("msg", "say \"hi\"\n"),
+                ("code", "200"),
             ]
         );
-        assert_eq!(p.fields, [("value".to_string(), FieldValue::F64(1027.0))]);
+        assert_eq!(p.field_pairs(), [("value", &FieldValue::F64(1027.0))]);
         assert_eq!(p.time, 1_395_066_363_000_000_000);
         let p = one(r#"w{path="C:\Windows\n",time="t",value="v",__meta="m"} 1"#).expect("escapes");
         assert_eq!(
-            p.tags,
+            p.tag_pairs(),
             [
-                ("path".to_string(), "C:\\Windows\n".to_string()),
-                ("exported_time".to_string(), "t".to_string()),
-                ("exported_value".to_string(), "v".to_string()),
+                ("path", "C:\\Windows\n"),
+                ("exported_time", "t"),
+                ("exported_value", "v"),
             ]
         );
         let p = one("job:rate5m:sum{empty=\"\"} -Inf").expect("recording-rule name");
-        assert_eq!(p.table, "job:rate5m:sum");
+        assert_eq!(&*p.table, "job:rate5m:sum");
         assert!(p.tags.is_empty(), "an empty label is a missing tag");
         assert_eq!(p.time, 7);
         assert!(matches!(one("x NaN").expect("nan").fields[0].1, FieldValue::F64(v) if v.is_nan()));
@@ -514,10 +514,10 @@ mod tests {
         let e = parse(text, Dialect::OpenMetrics, 0, true);
         assert!(e.errors.is_empty(), "{:?}", e.errors);
         assert_eq!(e.created_dropped, 1);
-        let names: Vec<&str> = e.points.iter().map(|p| p.table.as_str()).collect();
+        let names: Vec<&str> = e.points.iter().map(|p| &*p.table).collect();
         assert_eq!(names, ["foo_total", "bar_bucket"]);
         assert_eq!(e.points[0].time, 1_520_879_607_789_000_000);
-        assert_eq!(e.points[1].tags, [("le".to_string(), "+Inf".to_string())]);
+        assert_eq!(e.points[1].tag_pairs(), [("le", "+Inf")]);
         // Timestamps not honoured: the scrape time is used.
         let e = parse(text, Dialect::OpenMetrics, 5, false);
         assert_eq!(e.points[0].time, 5);
@@ -569,7 +569,7 @@ mod tests {
             "quoted lines are cut"
         );
         assert!(msgs[10].contains("no closing quote"), "{}", msgs[10]);
-        let names: Vec<&str> = e.points.iter().map(|p| p.table.as_str()).collect();
+        let names: Vec<&str> = e.points.iter().map(|p| &*p.table).collect();
         assert_eq!(names, ["ok", "also_ok"]);
     }
 

@@ -115,13 +115,13 @@ fn point(v: &Value, n: usize) -> Result<Point, String> {
                         return Err(format!("label `{k}` must be a string, got {}", kind(other)));
                     }
                 };
-                tags.push((k.clone(), s));
+                tags.push((k.as_str().into(), s.into()));
             }
         }
         Some(other) => return Err(format!("`labels` must be an object, got {}", kind(other))),
     }
     Ok(Point {
-        table: name,
+        table: name.into(),
         tags,
         fields: vec![("value".into(), FieldValue::F64(value))],
         time,
@@ -149,13 +149,10 @@ mod tests {
         let one = r#"{"metric_name":"cpu_usage_percent","timestamp":1672531200000,"value":75.5,"labels":{"host":"a","core":3}}"#;
         let (p, e) = parse(one);
         assert!(e.is_empty());
-        assert_eq!(p[0].table, "cpu_usage_percent");
+        assert_eq!(&*p[0].table, "cpu_usage_percent");
         assert_eq!(p[0].time, 1_672_531_200_000_000_000);
-        assert_eq!(
-            p[0].fields,
-            vec![("value".to_string(), FieldValue::F64(75.5))]
-        );
-        assert!(p[0].tags.contains(&("core".to_string(), "3".to_string())));
+        assert_eq!(p[0].field_pairs(), vec![("value", &FieldValue::F64(75.5))]);
+        assert!(p[0].tag_pairs().contains(&("core", "3")));
 
         let (p, e) = parse(&format!("[{one},{one}]"));
         assert_eq!((p.len(), e.len()), (2, 0));

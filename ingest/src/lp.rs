@@ -2,7 +2,9 @@
 //! `influxdb-line-protocol` crate in the tests); line numbers and timestamp precision
 //! handled the way InfluxDB 3's write API does.
 
-use strata_engine::{FieldValue, Point};
+use std::sync::Arc;
+
+use strata_engine::{FieldValue, Interner, Point};
 
 use crate::LineError;
 
@@ -100,7 +102,8 @@ pub fn split_lines(body: &str) -> impl Iterator<Item = &str> {
 /// [`LineError`] with its 1-based number. Lines without a timestamp get `default_time`.
 ///
 /// A hand-written single pass over the bytes (this is the hottest code of ingestion):
-/// names and values are sliced from the body and copied once, unescaped only when they
+/// names and tag values are sliced from the body and copied once per request (an
+/// [`Interner`] shares them between points), unescaped only when they
 /// contain a backslash. The grammar is InfluxDB's: `\` escapes `,` and space in the
 /// measurement, `,` `=` and space in tag keys, tag values and field keys, `"` and `\` in
 /// string values; field values are floats, `<n>i`, `<n>u`, booleans
@@ -108,13 +111,14 @@ pub fn split_lines(body: &str) -> impl Iterator<Item = &str> {
 pub fn parse(body: &str, precision: Precision, default_time: i64) -> (Vec<Point>, Vec<LineError>) {
     let mut points = Vec::with_capacity(body.len() / 128);
     let mut errors = Vec::new();
+    let mut names = Interner::default();
     for (i, raw) in split_lines(body).enumerate() {
         let line_no = i + 1;
         let text = raw.trim();
         if text.is_empty() || text.starts_with('#') {
             continue;
         }
-        match parse_line(text, precision, default_time) {
+        match parse_line(text, precision, default_time, &mut names) {
             Ok((table, tags, fields, time)) => points.push(Point {
                 table,
                 tags,
@@ -129,39 +133,41 @@ pub fn parse(body: &str, precision: Precision, default_time: i64) -> (Vec<Point>
 }
 
 type Parsed = (
-    String,
-    Vec<(String, String)>,
-    Vec<(String, FieldValue)>,
+    Arc<str>,
+    Vec<(Arc<str>, Arc<str>)>,
+    Vec<(Arc<str>, FieldValue)>,
     i64,
 );
 
 /// One trimmed, non-empty, non-comment line.
-fn parse_line(text: &str, precision: Precision, default_time: i64) -> Result<Parsed, String> {
+fn parse_line<'a>(
+    text: &'a str,
+    precision: Precision,
+    default_time: i64,
+    names: &mut Interner<'a>,
+) -> Result<Parsed, String> {
     let b = text.as_bytes();
     let mut pos = 0;
-    let (table, stop) = token(b, &mut pos, b", ");
+    let (table, stop) = token(text, &mut pos, b", ");
     if table.is_empty() {
         return Err(format!("the measurement name is missing ({EXPECTED})"));
     }
-    let table = unescape(table);
+    let table = name(names, table);
     let mut tags = Vec::new();
     let mut stop = stop;
     while stop == Some(b',') {
-        let (key, s) = token(b, &mut pos, b",= ");
+        let (key, s) = token(text, &mut pos, b",= ");
         if s != Some(b'=') || key.is_empty() {
-            return Err(format!(
-                "tag `{}` has no `=value` ({EXPECTED})",
-                String::from_utf8_lossy(key)
-            ));
+            return Err(format!("tag `{key}` has no `=value` ({EXPECTED})"));
         }
-        let (value, s) = token(b, &mut pos, b", ");
+        let (value, s) = token(text, &mut pos, b", ");
         if value.is_empty() {
             return Err(format!(
                 "tag `{}` has an empty value ({EXPECTED})",
                 unescape(key)
             ));
         }
-        tags.push((unescape(key), unescape(value)));
+        tags.push((name(names, key), name(names, value)));
         stop = s;
     }
     if stop.is_none() {
@@ -172,14 +178,11 @@ fn parse_line(text: &str, precision: Precision, default_time: i64) -> Result<Par
     }
     let mut fields = Vec::new();
     loop {
-        let (key, s) = token(b, &mut pos, b",= ");
+        let (key, s) = token(text, &mut pos, b",= ");
         if s != Some(b'=') || key.is_empty() {
-            return Err(format!(
-                "field `{}` has no `=value` ({EXPECTED})",
-                String::from_utf8_lossy(key)
-            ));
+            return Err(format!("field `{key}` has no `=value` ({EXPECTED})"));
         }
-        let key = unescape(key);
+        let key = name(names, key);
         let value = field_value(text, &mut pos).map_err(|e| format!("field `{key}`: {e}"))?;
         fields.push((key, value));
         match b.get(pos) {
@@ -190,7 +193,7 @@ fn parse_line(text: &str, precision: Precision, default_time: i64) -> Result<Par
                 return Err(format!(
                     "unexpected `{}` after the value of field `{}` ({EXPECTED})",
                     *c as char,
-                    fields.last().map(|f| f.0.as_str()).unwrap_or_default()
+                    fields.last().map(|f| &*f.0).unwrap_or_default()
                 ));
             }
         }
@@ -214,7 +217,8 @@ fn parse_line(text: &str, precision: Precision, default_time: i64) -> Result<Par
 
 /// The bytes from `pos` up to the first unescaped byte of `stops` (or the end), and
 /// that byte; `pos` moves past it.
-fn token<'a>(b: &'a [u8], pos: &mut usize, stops: &[u8]) -> (&'a [u8], Option<u8>) {
+fn token<'a>(text: &'a str, pos: &mut usize, stops: &[u8]) -> (&'a str, Option<u8>) {
+    let b = text.as_bytes();
     let start = *pos;
     let mut i = start;
     while i < b.len() {
@@ -225,20 +229,28 @@ fn token<'a>(b: &'a [u8], pos: &mut usize, stops: &[u8]) -> (&'a [u8], Option<u8
         }
         if stops.contains(&c) {
             *pos = i + 1;
-            return (&b[start..i], Some(c));
+            // `i` is at an ASCII byte: a character boundary.
+            return (&text[start..i], Some(c));
         }
         i += 1;
     }
     *pos = b.len();
-    (&b[start..], None)
+    (&text[start.min(b.len())..], None)
+}
+
+/// A name or tag value as a shared string: the request's copy when it has no escapes.
+fn name<'a>(names: &mut Interner<'a>, raw: &'a str) -> Arc<str> {
+    if raw.contains('\\') {
+        Arc::from(unescape(raw))
+    } else {
+        names.get(raw)
+    }
 }
 
 /// A name or tag value with its escapes removed: `\` before `,`, `=`, space, `"` or
 /// `\` is dropped; any other backslash stays (InfluxDB's rule).
-fn unescape(raw: &[u8]) -> String {
-    // Slices end at ASCII delimiters of a `&str`, so they are valid UTF-8.
-    let s = std::str::from_utf8(raw).unwrap_or_default();
-    if !raw.contains(&b'\\') {
+fn unescape(s: &str) -> String {
+    if !s.contains('\\') {
         return s.to_string();
     }
     let mut out = String::with_capacity(s.len());
@@ -343,7 +355,7 @@ pub fn write_line(out: &mut String, p: &Point) -> bool {
             out.push('/');
         }
     }
-    let fields: Vec<&(String, FieldValue)> = p
+    let fields: Vec<&(std::sync::Arc<str>, FieldValue)> = p
         .fields
         .iter()
         .filter(|(_, v)| !matches!(v, FieldValue::F64(x) if !x.is_finite()))
@@ -400,7 +412,7 @@ mod tests {
                     ("path".into(), "C:\\dir with space,=x".into()),
                     ("host".into(), "h\nb\tc".into()),
                     ("mount".into(), "C:\\".into()),
-                    ("empty".into(), String::new()),
+                    ("empty".into(), "".into()),
                 ],
                 fields: vec![
                     ("used".into(), FieldValue::F64(0.1 + 0.2)),
@@ -431,19 +443,19 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}\n{text}");
         assert_eq!(back.len(), 1);
         let p = &back[0];
-        assert_eq!(p.table, "disk io,x");
-        let mut tags = p.tags.clone();
+        assert_eq!(&*p.table, "disk io,x");
+        let mut tags = p.tag_pairs();
         tags.sort();
         assert_eq!(
             tags,
             [
-                ("host".to_string(), "h b c".to_string()),
-                ("mount".to_string(), "C:/".to_string()),
-                ("path".to_string(), "C:\\dir with space,=x".to_string())
+                ("host", "h b c"),
+                ("mount", "C:/"),
+                ("path", "C:\\dir with space,=x")
             ]
         );
         let mut want = points[0].fields.clone();
-        want.retain(|(k, _)| k != "nan");
+        want.retain(|(k, _)| &**k != "nan");
         let mut got = p.fields.clone();
         got.sort_by(|a, b| a.0.cmp(&b.0));
         want.sort_by(|a, b| a.0.cmp(&b.0));
@@ -454,12 +466,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn points_of_a_request_share_their_names_and_tag_values() {
+        let body = "cpu,host=a,dc=x v=1 1\ncpu,host=b,dc=x v=2 2\ncpu,host=a\\ b,dc=x v=3 3\n";
+        let (p, e) = parse(body, Precision::Nanosecond, 0);
+        assert!(e.is_empty(), "{e:?}");
+        assert!(Arc::ptr_eq(&p[0].table, &p[1].table));
+        assert!(Arc::ptr_eq(&p[0].tags[0].0, &p[1].tags[0].0), "tag names");
+        assert!(Arc::ptr_eq(&p[0].tags[1].1, &p[1].tags[1].1), "tag values");
+        assert!(
+            Arc::ptr_eq(&p[0].fields[0].0, &p[1].fields[0].0),
+            "field names"
+        );
+        assert!(!Arc::ptr_eq(&p[0].tags[0].1, &p[1].tags[0].1));
+        // An escaped value is unescaped into its own string.
+        assert_eq!(&*p[2].tags[0].1, "a b");
+    }
+
+    #[test]
     fn parses_tags_fields_and_types() {
         let body = "cpu,host=a,dc=x usage_user=1.5,n=3i,u=4u,ok=true,msg=\"hi there\" 1000\n";
         let (pts, errs) = parse(body, Precision::Nanosecond, 0);
         assert!(errs.is_empty(), "{errs:?}");
         let p = &pts[0];
-        assert_eq!(p.table, "cpu");
+        assert_eq!(&*p.table, "cpu");
         assert_eq!(
             p.tags,
             vec![("host".into(), "a".into()), ("dc".into(), "x".into())]
@@ -524,20 +553,20 @@ mod tests {
             "cpu v=1 1 2",
         ];
         for line in lines {
-            let ours = super::parse_line(line, Precision::Nanosecond, 0);
+            let ours = super::parse_line(line, Precision::Nanosecond, 0, &mut Interner::default());
             let theirs = parse_lines(line).next().expect("one line");
             match (&ours, &theirs) {
                 (Ok((table, tags, fields, time)), Ok(p)) => {
-                    assert_eq!(table, p.series.measurement.as_str(), "{line}");
-                    let want: Vec<(String, String)> = p
+                    assert_eq!(&**table, p.series.measurement.as_str(), "{line}");
+                    let want: Vec<(Arc<str>, Arc<str>)> = p
                         .series
                         .tag_set
                         .iter()
                         .flatten()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
                         .collect();
                     assert_eq!(tags, &want, "{line}");
-                    let want: Vec<(String, FieldValue)> = p
+                    let want: Vec<(Arc<str>, FieldValue)> = p
                         .field_set
                         .iter()
                         .map(|(k, v)| {
@@ -548,7 +577,7 @@ mod tests {
                                 Lp::Boolean(x) => FieldValue::Bool(*x),
                                 Lp::String(s) => FieldValue::Str(s.to_string()),
                             };
-                            (k.to_string(), v)
+                            (k.as_str().into(), v)
                         })
                         .collect();
                     assert_eq!(fields, &want, "{line}");

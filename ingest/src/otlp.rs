@@ -258,11 +258,15 @@ fn metric_points(
     if metric.name.is_empty() {
         return Err("a metric has no name".into());
     }
+    let value_field: std::sync::Arc<str> = VALUE_FIELD.into();
     let mut push = |table: String, tags: Vec<(String, String)>, value: f64, time: i64| {
         out.points.push(Point {
-            table,
-            tags,
-            fields: vec![(VALUE_FIELD.to_string(), FieldValue::F64(value))],
+            table: table.into(),
+            tags: tags
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            fields: vec![(std::sync::Arc::clone(&value_field), FieldValue::F64(value))],
             time,
             line,
         });
@@ -433,7 +437,7 @@ mod tests {
     use super::*;
 
     fn tag<'a>(p: &'a Point, k: &str) -> Option<&'a str> {
-        p.tags.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+        p.tags.iter().find(|(n, _)| **n == *k).map(|(_, v)| &**v)
     }
 
     fn value(p: &Point) -> f64 {
@@ -472,7 +476,7 @@ mod tests {
             "{:?}",
             d.errors
         );
-        let tables: Vec<&str> = d.points.iter().map(|p| p.table.as_str()).collect();
+        let tables: Vec<&str> = d.points.iter().map(|p| &*p.table).collect();
         assert_eq!(
             tables,
             [
@@ -546,7 +550,7 @@ mod tests {
         assert!(errs[1].contains("no aggregation temporality"), "{errs:?}");
         assert_eq!(d.points.len(), 1);
         assert_eq!(
-            (d.points[0].table.as_str(), d.points[0].time),
+            (&*d.points[0].table, d.points[0].time),
             ("g", 99),
             "no time: now"
         );

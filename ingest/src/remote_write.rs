@@ -124,7 +124,10 @@ fn series_points(ts: TimeSeries, series: usize, out: &mut Decoded) -> Result<(),
         } else if !l.value.is_empty()
             && let Some(tag) = tag_name(l.name)
         {
-            tags.push((tag, l.value));
+            tags.push((
+                std::sync::Arc::<str>::from(tag),
+                std::sync::Arc::<str>::from(l.value),
+            ));
         }
     }
     let table = name
@@ -148,6 +151,8 @@ fn series_points(ts: TimeSeries, series: usize, out: &mut Decoded) -> Result<(),
             s.timestamp
         ));
     }
+    let table: std::sync::Arc<str> = table.into();
+    let value_field: std::sync::Arc<str> = VALUE_FIELD.into();
     for s in ts.samples {
         if s.value.to_bits() == STALE_NAN_BITS {
             out.stale_markers += 1;
@@ -157,7 +162,10 @@ fn series_points(ts: TimeSeries, series: usize, out: &mut Decoded) -> Result<(),
         out.points.push(Point {
             table: table.clone(),
             tags: tags.clone(),
-            fields: vec![(VALUE_FIELD.to_string(), FieldValue::F64(s.value))],
+            fields: vec![(
+                std::sync::Arc::clone(&value_field),
+                FieldValue::F64(s.value),
+            )],
             time,
             line: series,
         });
@@ -205,16 +213,19 @@ mod tests {
         assert!(d.errors.is_empty(), "{:?}", d.errors);
         assert_eq!(d.series, 500, "Prometheus' default max_samples_per_send");
         assert!(d.points.len() >= d.series - d.stale_markers);
-        let up: Vec<&Point> = d.points.iter().filter(|p| p.table == "up").collect();
+        let up: Vec<&Point> = d.points.iter().filter(|p| &*p.table == "up").collect();
         assert!(!up.is_empty(), "Prometheus forwards its `up` series");
-        let tags: Vec<&str> = up[0].tags.iter().map(|(k, _)| k.as_str()).collect();
+        let tags: Vec<&str> = up[0].tags.iter().map(|(k, _)| &**k).collect();
         assert_eq!(tags, ["instance", "job"]);
-        assert_eq!(up[0].fields, [("value".to_string(), FieldValue::F64(1.0))]);
+        assert_eq!(up[0].field_pairs(), [("value", &FieldValue::F64(1.0))]);
         // Recorded on 2026-12-01: millisecond timestamps scaled to nanoseconds.
         assert!(up[0].time > 1_796_000_000_000_000_000 && up[0].time % 1_000_000 == 0);
-        assert!(d.points.iter().any(
-            |p| p.table == "node_cpu_seconds_total" && p.tags.iter().any(|(k, _)| k == "mode")
-        ));
+        assert!(
+            d.points
+                .iter()
+                .any(|p| &*p.table == "node_cpu_seconds_total"
+                    && p.tags.iter().any(|(k, _)| &**k == "mode"))
+        );
     }
 
     #[test]
@@ -259,15 +270,12 @@ mod tests {
         let got: Vec<(&str, usize, i64)> = d
             .points
             .iter()
-            .map(|p| (p.table.as_str(), p.line, p.time))
+            .map(|p| (&*p.table, p.line, p.time))
             .collect();
         assert_eq!(got, [("cpu", 1, 1_000_000_000), ("mem", 7, 3_000_000_000)]);
         assert_eq!(
-            d.points[0].tags,
-            [
-                ("host".to_string(), "a".to_string()),
-                ("exported_value".to_string(), "v".to_string())
-            ]
+            d.points[0].tag_pairs(),
+            [("host", "a"), ("exported_value", "v")]
         );
         let errs: Vec<(usize, &str)> = d
             .errors

@@ -36,12 +36,15 @@ fn day_of_points(day: i64) -> Vec<Point> {
                     x = x
                         .wrapping_mul(6364136223846793005)
                         .wrapping_add(1442695040888963407);
-                    (format!("f{f}"), FieldValue::F64((x >> 40) as f64 / 64.0))
+                    (
+                        format!("f{f}").into(),
+                        FieldValue::F64((x >> 40) as f64 / 64.0),
+                    )
                 })
                 .collect();
             out.push(Point {
                 table: "cpu".into(),
-                tags: vec![("host".into(), format!("host_{h}"))],
+                tags: vec![("host".into(), format!("host_{h}").into())],
                 fields,
                 time: t,
                 line: 1,

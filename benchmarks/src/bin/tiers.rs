@@ -94,7 +94,7 @@ async fn main() -> Res<()> {
                         x ^= x >> 7;
                         x ^= x << 17;
                         (
-                            format!("f{f}"),
+                            format!("f{f}").into(),
                             FieldValue::F64((x % 10_000) as f64 / 100.0),
                         )
                     })
@@ -102,8 +102,8 @@ async fn main() -> Res<()> {
                 batch.push(Point {
                     table: "cpu".into(),
                     tags: vec![
-                        ("host".into(), format!("host_{s}")),
-                        ("pool".into(), format!("pool_{}", s / 100)),
+                        ("host".into(), format!("host_{s}").into()),
+                        ("pool".into(), format!("pool_{}", s / 100).into()),
                     ],
                     fields,
                     time: t,

@@ -100,9 +100,12 @@ impl HostCollector {
                 .map(|(k, v)| (k.to_string(), v.clone())),
         );
         Point {
-            table: table.to_string(),
-            tags,
-            fields,
+            table: table.into(),
+            tags: tags
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            fields: fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
             time,
             line: 0,
         }
@@ -245,22 +248,24 @@ mod tests {
         let extra = BTreeMap::from([("pool".to_string(), "p1".to_string())]);
         let mut c = HostCollector::new(Some("test-host".into()), &extra).expect("collector");
         let points = c.collect(42);
-        let tables: std::collections::BTreeSet<&str> =
-            points.iter().map(|p| p.table.as_str()).collect();
+        let tables: std::collections::BTreeSet<&str> = points.iter().map(|p| &*p.table).collect();
         for t in ["cpu", "mem", "swap", "system", "net"] {
             assert!(tables.contains(t), "no `{t}` in {tables:?}");
         }
         assert!(points.iter().all(|p| p.time == 42
-            && p.tags[0] == ("host".to_string(), "test-host".to_string())
-            && p.tags.contains(&("pool".to_string(), "p1".to_string()))));
+            && p.tag_pairs()[0] == ("host", "test-host")
+            && p.tag_pairs().contains(&("pool", "p1"))));
         let cores = points
             .iter()
             .filter(|p| {
-                p.table == "cpu" && p.tags.iter().any(|(k, v)| k == "cpu" && v != "cpu-total")
+                &*p.table == "cpu"
+                    && p.tag_pairs()
+                        .iter()
+                        .any(|(k, v)| *k == "cpu" && *v != "cpu-total")
             })
             .count();
         assert!(cores >= 1);
-        let mem = points.iter().find(|p| p.table == "mem").expect("mem");
+        let mem = points.iter().find(|p| &*p.table == "mem").expect("mem");
         assert!(
             matches!(mem.fields[0].1, FieldValue::I64(t) if t > 0),
             "total memory"

@@ -341,13 +341,13 @@ fn self_point(buffer: &Mutex<DiskBuffer>, stats: &Mutex<Stats>, host: &str, time
     let s = stats.lock();
     let u = |k: &str, v: u64| {
         (
-            k.to_string(),
+            k.into(),
             FieldValue::I64(i64::try_from(v).unwrap_or(i64::MAX)),
         )
     };
     Point {
         table: "strata_agent".into(),
-        tags: vec![("host".into(), host.to_string())],
+        tags: vec![("host".into(), host.into())],
         fields: vec![
             u("collections", s.collections),
             u("buffered_batches", b.len() as u64),
@@ -396,8 +396,8 @@ async fn scrape_local(
         for (k, v) in std::iter::once(("host", host))
             .chain(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         {
-            if !p.tags.iter().any(|(n, _)| n == k) {
-                p.tags.push((k.to_string(), v.to_string()));
+            if !p.tags.iter().any(|(n, _)| &**n == k) {
+                p.tags.push((k.into(), v.into()));
             }
         }
     }

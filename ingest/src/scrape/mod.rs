@@ -707,19 +707,24 @@ fn decode_page(job: &Job, target: &Target, body: &[u8], content_type: &str, now:
     for mut p in decoded.points {
         attach_target_labels(&mut p.tags, &target.labels, job.honor_labels);
         if !job.metric_relabel.is_empty() {
-            let mut labels: BTreeMap<String, String> = p.tags.drain(..).collect();
-            labels.insert("__name__".into(), std::mem::take(&mut p.table));
+            let mut labels: BTreeMap<String, String> = p
+                .tags
+                .drain(..)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            labels.insert("__name__".into(), p.table.to_string());
             if !relabel::apply(&job.metric_relabel, &mut labels) {
                 continue;
             }
-            p.table = labels.remove("__name__").unwrap_or_default();
-            if p.table.is_empty() {
+            let table = labels.remove("__name__").unwrap_or_default();
+            if table.is_empty() {
                 continue;
             }
+            p.table = table.into();
             p.tags = labels
                 .into_iter()
                 .filter(|(_, v)| !v.is_empty())
-                .filter_map(|(k, v)| Some((exposition::tag_name(k)?, v)))
+                .filter_map(|(k, v)| Some((exposition::tag_name(k)?.into(), v.into())))
                 .collect();
         }
         points.push(p);
@@ -742,22 +747,22 @@ fn decode_page(job: &Job, target: &Target, body: &[u8], content_type: &str, now:
 /// Adds the target's labels to a sample's; a clash keeps the sample's value under
 /// `exported_<name>`, or only the sample's with `honor_labels`.
 fn attach_target_labels(
-    tags: &mut Vec<(String, String)>,
+    tags: &mut Vec<(Arc<str>, Arc<str>)>,
     target: &BTreeMap<String, String>,
     honor_labels: bool,
 ) {
     for (k, v) in target {
-        match tags.iter().position(|(n, _)| n == k) {
-            None => tags.push((k.clone(), v.clone())),
+        match tags.iter().position(|(n, _)| **n == **k) {
+            None => tags.push((k.as_str().into(), v.as_str().into())),
             Some(_) if honor_labels => {}
             Some(i) => {
                 // `exported_` again until the name is free, as Prometheus does.
                 let mut name = format!("exported_{k}");
-                while tags.iter().any(|(n, _)| *n == name) {
+                while tags.iter().any(|(n, _)| **n == *name) {
                     name.insert_str(0, "exported_");
                 }
-                tags[i].0 = name;
-                tags.push((k.clone(), v.clone()));
+                tags[i].0 = name.into();
+                tags.push((k.as_str().into(), v.as_str().into()));
             }
         }
     }
@@ -765,13 +770,13 @@ fn attach_target_labels(
 
 fn health_point(name: &str, target: &Target, value: f64, time: i64) -> Point {
     Point {
-        table: name.to_string(),
+        table: name.into(),
         tags: target
             .labels
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
             .collect(),
-        fields: vec![(VALUE_FIELD.to_string(), FieldValue::F64(value))],
+        fields: vec![(VALUE_FIELD.into(), FieldValue::F64(value))],
         time,
         line: 0,
     }
@@ -880,11 +885,7 @@ mod tests {
         let group = BTreeMap::from([("rack".to_string(), "r7".to_string())]);
         let t = target(&j, "10.0.0.1:9100", &group).expect("kept");
         assert_eq!(t.url, "http://10.0.0.1:9100/metrics");
-        let labels: Vec<(&str, &str)> = t
-            .labels
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let labels: Vec<(&str, &str)> = t.labels.iter().map(|(k, v)| (&**k, &**v)).collect();
         assert_eq!(
             labels,
             [
@@ -905,11 +906,14 @@ mod tests {
         });
         assert!(target(&dropping, "10.0.0.1:9100", &BTreeMap::new()).is_none());
         // A target file may choose the path, scheme, job and URL parameters.
-        let probe = BTreeMap::from([
-            ("__metrics_path__".to_string(), "/probe".to_string()),
-            ("__param_module".to_string(), "http 2xx".to_string()),
-            ("job".to_string(), "blackbox".to_string()),
-        ]);
+        let probe = BTreeMap::from(
+            [
+                ("__metrics_path__", "/probe"),
+                ("__param_module", "http 2xx"),
+                ("job", "blackbox"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         let t = target(&j, "10.0.0.1:9115", &probe).expect("kept");
         assert_eq!(t.url, "http://10.0.0.1:9115/probe?module=http+2xx");
         assert_eq!(t.labels["job"], "blackbox");
@@ -940,11 +944,7 @@ mod tests {
         let p = decode_page(&j, &t, page, "text/plain; version=0.0.4", 42);
         assert_eq!(p.scraped, 2);
         assert_eq!(p.points.len(), 1);
-        let tags: Vec<(&str, &str)> = p.points[0]
-            .tags
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let tags: Vec<(&str, &str)> = p.points[0].tags.iter().map(|(k, v)| (&**k, &**v)).collect();
         assert_eq!(
             tags,
             [
@@ -963,12 +963,12 @@ mod tests {
         let honor = job(|c| c.honor_labels = true);
         let p = decode_page(&honor, &t, page, "text/plain", 42);
         assert!(p.points[0].tags.contains(&("job".into(), "app".into())));
-        assert!(!p.points[0].tags.iter().any(|(k, _)| k == "exported_job"));
+        assert!(!p.points[0].tags.iter().any(|(k, _)| &**k == "exported_job"));
         assert!(!p.failed);
         // exported_ again while the name is taken.
         let clash = b"m{job=\"a\",exported_job=\"b\"} 1\n";
         let p = decode_page(&honor_not(&t), &t, clash, "text/plain", 42);
-        let names: Vec<&str> = p.points[0].tags.iter().map(|(k, _)| k.as_str()).collect();
+        let names: Vec<&str> = p.points[0].tags.iter().map(|(k, _)| &**k).collect();
         assert_eq!(
             names,
             ["exported_exported_job", "exported_job", "instance", "job"]
