@@ -69,12 +69,32 @@ impl Point {
 #[derive(Debug, Default)]
 pub struct Interner<'a> {
     seen: HashMap<&'a str, Arc<str>>,
+    /// The string last asked for at each position of a line: lines of one shape repeat
+    /// most names in place, and one comparison is cheaper than a hash lookup.
+    last: Vec<(&'a str, Arc<str>)>,
 }
 
 impl<'a> Interner<'a> {
     /// Most distinct strings kept: beyond it (a request of unique tag values) new strings
     /// are allocated without being remembered.
     const MAX: usize = 1 << 16;
+
+    /// [`Self::get`] for the string at position `at` of a line (0, 1, 2, … in the
+    /// order the line holds them).
+    pub fn get_at(&mut self, at: usize, s: &'a str) -> Arc<str> {
+        if let Some((prev, a)) = self.last.get(at)
+            && *prev == s
+        {
+            return Arc::clone(a);
+        }
+        let a = self.get(s);
+        if at < self.last.len() {
+            self.last[at] = (s, Arc::clone(&a));
+        } else if at == self.last.len() {
+            self.last.push((s, Arc::clone(&a)));
+        }
+        a
+    }
 
     pub fn get(&mut self, s: &'a str) -> Arc<str> {
         if let Some(a) = self.seen.get(s) {

@@ -152,7 +152,8 @@ fn parse_line<'a>(
     if table.is_empty() {
         return Err(format!("the measurement name is missing ({EXPECTED})"));
     }
-    let table = name(names, table);
+    let mut at = 0;
+    let table = name(names, &mut at, table);
     let mut tags = Vec::new();
     let mut stop = stop;
     while stop == Some(b',') {
@@ -167,7 +168,7 @@ fn parse_line<'a>(
                 unescape(key)
             ));
         }
-        tags.push((name(names, key), name(names, value)));
+        tags.push((name(names, &mut at, key), name(names, &mut at, value)));
         stop = s;
     }
     if stop.is_none() {
@@ -182,7 +183,7 @@ fn parse_line<'a>(
         if s != Some(b'=') || key.is_empty() {
             return Err(format!("field `{key}` has no `=value` ({EXPECTED})"));
         }
-        let key = name(names, key);
+        let key = name(names, &mut at, key);
         let value = field_value(text, &mut pos).map_err(|e| format!("field `{key}`: {e}"))?;
         fields.push((key, value));
         match b.get(pos) {
@@ -238,12 +239,14 @@ fn token<'a>(text: &'a str, pos: &mut usize, stops: &[u8]) -> (&'a str, Option<u
     (&text[start.min(b.len())..], None)
 }
 
-/// A name or tag value as a shared string: the request's copy when it has no escapes.
-fn name<'a>(names: &mut Interner<'a>, raw: &'a str) -> Arc<str> {
+/// A name or tag value (the `at`-th of its line; `at` moves on) as a shared string: the
+/// request's copy when it has no escapes.
+fn name<'a>(names: &mut Interner<'a>, at: &mut usize, raw: &'a str) -> Arc<str> {
+    *at += 1;
     if raw.contains('\\') {
         Arc::from(unescape(raw))
     } else {
-        names.get(raw)
+        names.get_at(*at - 1, raw)
     }
 }
 
@@ -467,7 +470,8 @@ mod tests {
 
     #[test]
     fn points_of_a_request_share_their_names_and_tag_values() {
-        let body = "cpu,host=a,dc=x v=1 1\ncpu,host=b,dc=x v=2 2\ncpu,host=a\\ b,dc=x v=3 3\n";
+        let body = "cpu,host=a,dc=x v=1 1\ncpu,host=b,dc=x v=2 2\ncpu,host=a\\ b,dc=x v=3 3\n\
+                    cpu,dc=x,host=a v=4 4\n";
         let (p, e) = parse(body, Precision::Nanosecond, 0);
         assert!(e.is_empty(), "{e:?}");
         assert!(Arc::ptr_eq(&p[0].table, &p[1].table));
@@ -480,6 +484,9 @@ mod tests {
         assert!(!Arc::ptr_eq(&p[0].tags[0].1, &p[1].tags[0].1));
         // An escaped value is unescaped into its own string.
         assert_eq!(&*p[2].tags[0].1, "a b");
+        // Seen before, at another place in its line.
+        assert!(Arc::ptr_eq(&p[0].tags[0].1, &p[3].tags[1].1));
+        assert!(Arc::ptr_eq(&p[0].tags[0].0, &p[3].tags[1].0));
     }
 
     #[test]
