@@ -219,8 +219,10 @@ impl Engine {
             .filter(|f| f.tier == source)
             .map(|f| f.id)
             .collect();
-        // A window still being written to (hot data not yet persisted) waits: rolled up
-        // now, it would be rolled again once the data reaches its files.
+        // A dirty window with late data still in memory waits: recomputed now, it would be
+        // dirty again once that data is persisted. (A new window does not wait: a source
+        // with a skewed clock could keep one busy for as long as its clock stays in it,
+        // holding up every later window.)
         let busy = |lo: i64, hi: i64| {
             snap.hot
                 .iter()
@@ -257,10 +259,7 @@ impl Engine {
             .done_to(tier)
             .or_else(|| earliest(&snap, source).map(|e| floor_to(e, window)));
         if let Some(mut lo) = start {
-            while lo < horizon
-                && !busy(lo, lo + window)
-                && work.iter().filter(|w| !w.2).count() < MAX_WINDOWS_PER_PASS
-            {
+            while lo < horizon && work.iter().filter(|w| !w.2).count() < MAX_WINDOWS_PER_PASS {
                 work.push((lo, lo + window, false));
                 lo += window;
             }
