@@ -96,6 +96,7 @@ impl<'a> Interner<'a> {
         a
     }
 
+    /// `s` as a shared string: the request's copy if it has one.
     pub fn get(&mut self, s: &'a str) -> Arc<str> {
         if let Some(a) = self.seen.get(s) {
             return Arc::clone(a);
