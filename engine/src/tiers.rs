@@ -224,9 +224,11 @@ impl Engine {
         // with a skewed clock could keep one busy for as long as its clock stays in it,
         // holding up every later window.)
         let busy = |lo: i64, hi: i64| {
-            snap.hot
-                .iter()
-                .any(|h| source == Tier::Hot && h.rows > 0 && h.max_time >= lo && h.min_time < hi)
+            source == Tier::Hot
+                && snap
+                    .hot
+                    .iter()
+                    .any(|h| h.rows > 0 && h.max_time >= lo && h.min_time < hi)
         };
         // Late data recomputes its whole window, so the new file replaces the window's old
         // ones and the tier keeps one file per window (queries need no deduplication).
