@@ -1101,10 +1101,11 @@ impl Engine {
         let (min_time, max_time) =
             time_range(&batches).unwrap_or((chunk.stats.min_time, chunk.stats.max_time));
         let cols = columns.to_vec();
-        let bytes =
-            tokio::task::spawn_blocking(move || persist::encode_parquet(&schema, &batches, &cols))
-                .await
-                .map_err(|e| Error::Wal(format!("parquet encoder task failed: {e}")))??;
+        let bytes = tokio::task::spawn_blocking(move || {
+            persist::encode_parquet(&schema, &batches, &cols, persist::slice_ns(Tier::Hot))
+        })
+        .await
+        .map_err(|e| Error::Wal(format!("parquet encoder task failed: {e}")))??;
         let id = strata_catalog::FileId(self.allocate_file_id());
         let path = ParquetFilePath {
             tier: Tier::Hot,

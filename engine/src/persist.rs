@@ -2,40 +2,74 @@
 //!
 //! # File format
 //! One file per persisted chunk (`paths::ParquetFilePath`), rows deduplicated
-//! (last write wins) and sorted by (tags in schema order, `time`), the sort order recorded
-//! in the file's `sorting_columns`. Encodings chosen for time series:
+//! (last write wins) and sorted by (time slice, tags in schema order, `time`): every file
+//! of every tier is cut into time slices ([`slice_ns`]), each slice starts a row group,
+//! and within a row group rows are sorted by (tags, `time`), the order recorded in its
+//! `sorting_columns`. A query over the newest minutes reads the row groups of one slice,
+//! not a whole day-long file; a query for one series still finds it by the tag statistics
+//! of each row group and page. Encodings chosen for time series:
 //! - `time` and integer fields: `DELTA_BINARY_PACKED`, dictionary off (timestamps and
 //!   counters are near-monotonic, deltas are tiny);
 //! - tags: dictionary (few distinct values per row group);
 //! - floats: dictionary while it pays, falling back to `BYTE_STREAM_SPLIT`, which lets
 //!   ZSTD find the repeated exponent bytes of slowly changing gauges;
 //! - ZSTD (level 3) everywhere, page and column-chunk statistics for pruning, row groups of
-//!   at most [`ROW_GROUP_ROWS`] rows.
+//!   at most [`ROW_GROUP_ROWS`] rows and never more than one slice.
 //!
 //! The Arrow schema is embedded (the default of `ArrowWriter`), so tags read back as
 //! dictionaries.
 
 use std::sync::Arc;
 
+use arrow::array::{Array, TimestampNanosecondArray};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::logical_expr::{LogicalPlanBuilder, SortExpr};
 use datafusion::prelude::{SessionContext, ident};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use strata_catalog::{ColumnDef, ColumnKind, FieldType};
+use strata_catalog::{ColumnDef, ColumnKind, FieldType, Tier};
 
 use crate::buffer::FrozenChunk;
 use crate::dedup::{dedup_plan, ranked_batches, ranked_schema, to_table_schema};
-use crate::schema::arrow_schema;
+use crate::rollup::bucket_expr;
+use crate::schema::{TIME_COLUMN, arrow_schema};
 
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// A slice smaller than this shares its row group with the next: a table of a few series
+/// keeps row groups worth compressing and indexing.
+pub const MIN_SLICE_ROWS: usize = 8 * 1024;
+
+const HOUR: i64 = 3_600_000_000_000;
+
+/// The time slice of `tier`'s files (ns): an hour of raw data or 1-minute rollups, a day
+/// of 1-hour rollups (24 rows per series).
+pub fn slice_ns(tier: Tier) -> i64 {
+    match tier {
+        Tier::Hot | Tier::Warm => HOUR,
+        Tier::Cold => 24 * HOUR,
+    }
+}
+
+/// The row order of `tier`'s files for a table with `columns` (the tier's own columns):
+/// time slice, then tags in schema order, then `time`.
+pub fn file_order(tier: Tier, columns: &[ColumnDef]) -> Vec<SortExpr> {
+    let mut sort = vec![bucket_expr(slice_ns(tier)).sort(true, true)];
+    sort.extend(
+        columns
+            .iter()
+            .filter(|c| !matches!(c.kind, ColumnKind::Field(_)))
+            .map(|c| ident(&c.name).sort(true, true)),
+    );
+    sort
+}
 
 /// Writer properties for a table with `columns`.
 pub fn writer_properties(columns: &[ColumnDef]) -> WriterProperties {
@@ -81,8 +115,8 @@ pub fn writer_properties(columns: &[ColumnDef]) -> WriterProperties {
     b.set_sorting_columns(Some(sorting)).build()
 }
 
-/// Deduplicates and sorts a frozen chunk with DataFusion. Returns batches in the table
-/// schema for `columns`.
+/// Deduplicates and sorts a frozen chunk with DataFusion ([`file_order`]). Returns batches
+/// in the table schema for `columns`.
 pub async fn dedup_sorted(
     ctx: &SessionContext,
     chunk: &FrozenChunk,
@@ -104,21 +138,20 @@ pub async fn dedup_sorted(
         let mem = MemTable::try_new(Arc::clone(&schema), vec![batches])?;
         LogicalPlanBuilder::scan("chunk", provider_as_source(Arc::new(mem)), None)?.build()?
     };
-    let sort: Vec<_> = columns
-        .iter()
-        .filter(|c| !matches!(c.kind, ColumnKind::Field(_)))
-        .map(|c| ident(&c.name).sort(true, true))
-        .collect();
-    let plan = LogicalPlanBuilder::from(deduped).sort(sort)?.build()?;
+    let plan = LogicalPlanBuilder::from(deduped)
+        .sort(file_order(Tier::Hot, columns))?
+        .build()?;
     let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
     Ok((schema, batches))
 }
 
-/// Encodes batches as one Parquet file.
+/// Encodes batches (in [`file_order`] for slices of `slice` ns) as one Parquet file, a new
+/// row group at the start of each slice once the current one holds [`MIN_SLICE_ROWS`].
 pub fn encode_parquet(
     schema: &SchemaRef,
     batches: &[RecordBatch],
     columns: &[ColumnDef],
+    slice: i64,
 ) -> Result<Vec<u8>, parquet::errors::ParquetError> {
     let mut buf = Vec::new();
     let mut w = ArrowWriter::try_new(
@@ -126,8 +159,35 @@ pub fn encode_parquet(
         Arc::clone(schema),
         Some(writer_properties(columns)),
     )?;
+    let time = schema.index_of(TIME_COLUMN).ok();
+    let mut current: Option<i64> = None;
     for b in batches {
-        w.write(b)?;
+        let times = time.and_then(|i| {
+            b.column(i)
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+        });
+        let Some(times) = times.filter(|t| t.null_count() == 0) else {
+            w.write(b)?;
+            continue;
+        };
+        let mut start = 0;
+        for (row, t) in times.values().iter().enumerate() {
+            let s = t.div_euclid(slice.max(1));
+            if current.is_some_and(|c| c != s) {
+                if row > start {
+                    w.write(&b.slice(start, row - start))?;
+                }
+                if w.in_progress_rows() >= MIN_SLICE_ROWS {
+                    w.flush()?;
+                }
+                start = row;
+            }
+            current = Some(s);
+        }
+        if start < b.num_rows() {
+            w.write(&b.slice(start, b.num_rows() - start))?;
+        }
     }
     w.close()?;
     Ok(buf)

@@ -159,7 +159,7 @@ pub fn bucket_expr(res_ns: i64) -> Expr {
 }
 
 /// Aggregates `input` (rows of the tier below `tier`, in that tier's columns) into
-/// `tier`'s buckets, sorted by (tags, time), in `tier`'s columns for a table with `raw`
+/// `tier`'s buckets, sorted in [`crate::persist::file_order`], in `tier`'s columns for a table with `raw`
 /// columns.
 pub fn rollup_plan(input: LogicalPlan, raw: &[ColumnDef], tier: Tier) -> Result<LogicalPlan> {
     let from_raw = tier.source() == Some(Tier::Hot);
@@ -201,13 +201,8 @@ pub fn rollup_plan(input: LogicalPlan, raw: &[ColumnDef], tier: Tier) -> Result<
     let plan = LogicalPlanBuilder::from(input)
         .aggregate(group, aggs)?
         .build()?;
-    let sort: Vec<_> = out_columns
-        .iter()
-        .filter(|c| !matches!(c.kind, ColumnKind::Field(_)))
-        .map(|c| ident(&c.name).sort(true, true))
-        .collect();
     let plan = LogicalPlanBuilder::from(project_to_table(plan, &out_columns)?)
-        .sort(sort)?
+        .sort(crate::persist::file_order(tier, &out_columns))?
         .build()?;
     Ok(plan)
 }

@@ -14,6 +14,7 @@
 //! rollup window, or a compacted range) intersect. Only tag and time predicates may be
 //! passed in `pushed`: they go below the dedup step and into the Parquet scans.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -22,9 +23,13 @@ use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemTable;
+use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType, provider_as_source};
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
@@ -32,7 +37,14 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_plan::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::ExecutionPlan;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::prelude::ident;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use object_store::{ObjectMeta, ObjectStore};
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use strata_catalog::{ColumnDef, ParquetFileMeta, Tier};
 
 use crate::HotPiece;
@@ -99,6 +111,11 @@ impl TableProvider for FileSet {
         }
         let tier = self.files.first().map(|f| f.tier).unwrap_or(Tier::Hot);
         let url = ObjectStoreUrl::parse(store_url(tier))?;
+        let runtime = state.runtime_env();
+        source = source.with_parquet_file_reader_factory(Arc::new(IndexedReaders {
+            store: runtime.object_store(&url)?,
+            cache: runtime.cache_manager.get_file_metadata_cache(),
+        }));
         // Spread the files over the session's partitions.
         let n = state.config().target_partitions().max(1);
         let mut groups: Vec<Vec<PartitionedFile>> =
@@ -113,6 +130,84 @@ impl TableProvider for FileSet {
             .with_limit(limit)
             .build();
         Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// Parquet readers whose footer and page index are parsed once per file, not once per
+/// query: both go to the session's metadata cache together. (DataFusion's own cached
+/// readers cache the footer alone, then read and parse the page index on every scan
+/// that prunes pages.) A file's path is never reused, so an entry cannot go stale.
+#[derive(Debug)]
+struct IndexedReaders {
+    store: Arc<dyn ObjectStore>,
+    cache: Arc<FileMetadataCache>,
+}
+
+impl ParquetFileReaderFactory for IndexedReaders {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &ExecutionPlanMetricsSet,
+    ) -> Result<Box<dyn AsyncFileReader + Send>> {
+        let meta = file.object_meta.clone();
+        let bytes =
+            CachedParquetFileReaderFactory::new(Arc::clone(&self.store), Arc::clone(&self.cache))
+                .create_reader(partition_index, file, metadata_size_hint, metrics)?;
+        Ok(Box::new(IndexedReader {
+            bytes,
+            store: Arc::clone(&self.store),
+            cache: Arc::clone(&self.cache),
+            meta,
+            metadata_size_hint,
+        }))
+    }
+}
+
+struct IndexedReader {
+    /// Reads the data pages (and counts the bytes in the scan's metrics).
+    bytes: Box<dyn AsyncFileReader + Send>,
+    store: Arc<dyn ObjectStore>,
+    cache: Arc<FileMetadataCache>,
+    meta: ObjectMeta,
+    metadata_size_hint: Option<usize>,
+}
+
+impl AsyncFileReader for IndexedReader {
+    fn get_bytes(
+        &mut self,
+        range: Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        self.bytes.get_bytes(range)
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+        self.bytes.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            DFParquetMetadata::new(self.store.as_ref(), &self.meta)
+                .with_file_metadata_cache(Some(Arc::clone(&self.cache)))
+                .with_metadata_size_hint(self.metadata_size_hint)
+                .with_page_index_policy(Some(PageIndexPolicy::Optional))
+                .fetch_metadata()
+                .await
+                .map_err(|e| {
+                    parquet::errors::ParquetError::General(format!(
+                        "metadata of {}: {e}",
+                        self.meta.location
+                    ))
+                })
+        }
+        .boxed()
     }
 }
 

@@ -422,7 +422,7 @@ impl Engine {
         let (min_time, max_time) = time_range(&batches).unwrap_or((lo, hi - 1));
         let schema = arrow_schema(&columns);
         let bytes = tokio::task::spawn_blocking(move || {
-            persist::encode_parquet(&schema, &batches, &columns)
+            persist::encode_parquet(&schema, &batches, &columns, persist::slice_ns(tier))
         })
         .await
         .map_err(|e| Error::Wal(format!("parquet encoder task failed: {e}")))??;
@@ -523,13 +523,8 @@ impl Engine {
         let columns = tier_columns(tier, &snap.columns);
         let schema = arrow_schema(&columns);
         let sources = sources_plan(&schema, &columns, files, &[], &[])?;
-        let sort: Vec<_> = columns
-            .iter()
-            .filter(|c| !matches!(c.kind, strata_catalog::ColumnKind::Field(_)))
-            .map(|c| ident(&c.name).sort(true, true))
-            .collect();
         let plan = datafusion::logical_expr::LogicalPlanBuilder::from(sources.plan)
-            .sort(sort)?
+            .sort(persist::file_order(tier, &columns))?
             .build()?;
         let batches = self
             .rollup_df

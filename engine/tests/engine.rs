@@ -161,6 +161,90 @@ async fn persisted_file_is_sorted_deduplicated_and_encoded_for_time_series() {
 }
 
 #[tokio::test]
+async fn a_file_holds_one_row_group_per_hour_each_sorted_by_series_and_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open(dir.path(), |c| {
+        c.chunk_duration = Duration::from_secs(6 * 3600)
+    })
+    .await;
+    let hour = 3600 * SEC;
+    let base = NOW - 6 * hour;
+    // Three hosts, a point a second for three hours (10,800 rows an hour), newest first.
+    for h in (0..3).rev() {
+        let pts: Vec<Point> = (0..3600)
+            .rev()
+            .flat_map(|s| {
+                let t = base + h * hour + s * SEC;
+                ["c", "a", "b"].map(|host| point(host, s as f64, t))
+            })
+            .collect();
+        e.write("metrics", pts, WriteOptions::default())
+            .await
+            .expect("write");
+    }
+    assert_eq!(e.persist(true).await.expect("persist"), 1);
+    let cat = e.catalog_snapshot();
+    let files = &cat.table("metrics", "cpu").expect("table").files;
+    assert_eq!(files.len(), 1);
+    let path = dir.path().join(&files[0].path);
+
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&path).expect("file"),
+    )
+    .expect("reader");
+    let groups = builder.metadata().num_row_groups();
+    assert_eq!(groups, 3, "one row group per hour");
+    for g in 0..groups {
+        let batches: Vec<_> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(&path).expect("file"),
+            )
+            .expect("reader")
+            .with_row_groups(vec![g])
+            .build()
+            .expect("build")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        let mut rows: Vec<(String, i64)> = Vec::new();
+        for b in &batches {
+            let host = b
+                .column_by_name("host")
+                .expect("host")
+                .as_any()
+                .downcast_ref::<DictionaryArray<Int32Type>>()
+                .expect("tags are dictionaries");
+            let hosts = host
+                .values()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("utf8");
+            let t = b
+                .column_by_name("time")
+                .expect("time")
+                .as_any()
+                .downcast_ref::<TimestampNanosecondArray>()
+                .expect("ts");
+            rows.extend((0..b.num_rows()).map(|i| {
+                (
+                    hosts.value(host.keys().value(i) as usize).to_string(),
+                    t.value(i),
+                )
+            }));
+        }
+        assert_eq!(rows.len(), 3 * 3600, "row group {g}");
+        let hour_start = base + g as i64 * hour;
+        assert!(
+            rows.iter()
+                .all(|(_, t)| (hour_start..hour_start + hour).contains(t)),
+            "row group {g} holds one hour"
+        );
+        let mut sorted = rows.clone();
+        sorted.sort();
+        assert_eq!(rows, sorted, "row group {g} is sorted by (host, time)");
+    }
+}
+
+#[tokio::test]
 async fn over_the_memory_budget_writes_are_refused_until_persisted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let e = open(dir.path(), |c| c.memory_budget_bytes = 16 * 1024).await;
