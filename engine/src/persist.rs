@@ -5,9 +5,13 @@
 //! (last write wins) and sorted by (time slice, tags in schema order, `time`): every file
 //! of every tier is cut into time slices ([`slice_ns`]), each slice starts a row group,
 //! and within a row group rows are sorted by (tags, `time`), the order recorded in its
-//! `sorting_columns`. A query over the newest minutes reads the row groups of one slice,
-//! not a whole day-long file; a query for one series still finds it by the tag statistics
-//! of each row group and page. Encodings chosen for time series:
+//! `sorting_columns`. A query over a few minutes reads the row groups of one slice, not a
+//! whole file; a query for one series still finds it by the tag statistics of each row
+//! group and page. Slices are long enough that a series' run in one holds about a
+//! thousand points at a 10-second interval: delta encoding pays for every change of
+//! series (the jump widens a whole block of 128 deltas), so at an hour (360 points) the
+//! TSBS integers took 0.50 bytes a value at rest against 0.39 for 6-hour runs.
+//! Encodings chosen for time series:
 //! - `time` and integer fields: `DELTA_BINARY_PACKED`, dictionary off (timestamps and
 //!   counters are near-monotonic, deltas are tiny);
 //! - tags: dictionary (few distinct values per row group);
@@ -49,12 +53,14 @@ pub const MIN_SLICE_ROWS: usize = 8 * 1024;
 
 const HOUR: i64 = 3_600_000_000_000;
 
-/// The time slice of `tier`'s files (ns): an hour of raw data or 1-minute rollups, a day
-/// of 1-hour rollups (24 rows per series).
+/// The time slice of `tier`'s files (ns): 3 hours of raw data, 6 hours of 1-minute
+/// rollups (360 rows a series), 30 days of 1-hour rollups (720 rows a series; the cold
+/// tier's compaction window, so its files are not sliced).
 pub fn slice_ns(tier: Tier) -> i64 {
     match tier {
-        Tier::Hot | Tier::Warm => HOUR,
-        Tier::Cold => 24 * HOUR,
+        Tier::Hot => 3 * HOUR,
+        Tier::Warm => 6 * HOUR,
+        Tier::Cold => 30 * 24 * HOUR,
     }
 }
 

@@ -161,20 +161,22 @@ async fn persisted_file_is_sorted_deduplicated_and_encoded_for_time_series() {
 }
 
 #[tokio::test]
-async fn a_file_holds_one_row_group_per_hour_each_sorted_by_series_and_time() {
+async fn a_file_holds_one_row_group_per_time_slice_each_sorted_by_series_and_time() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let slice = strata_engine::persist::slice_ns(strata_catalog::Tier::Hot);
     let e = open(dir.path(), |c| {
-        c.chunk_duration = Duration::from_secs(6 * 3600)
+        c.chunk_duration = Duration::from_nanos(4 * slice as u64)
     })
     .await;
-    let hour = 3600 * SEC;
-    let base = NOW - 6 * hour;
-    // Three hosts, a point a second for three hours (10,800 rows an hour), newest first.
+    let base = NOW - 4 * slice;
+    let step = slice / 3600;
+    // Three hosts, 3,600 points each in each of three slices (10,800 rows a slice),
+    // newest first.
     for h in (0..3).rev() {
         let pts: Vec<Point> = (0..3600)
             .rev()
             .flat_map(|s| {
-                let t = base + h * hour + s * SEC;
+                let t = base + h * slice + s * step;
                 ["c", "a", "b"].map(|host| point(host, s as f64, t))
             })
             .collect();
@@ -193,7 +195,7 @@ async fn a_file_holds_one_row_group_per_hour_each_sorted_by_series_and_time() {
     )
     .expect("reader");
     let groups = builder.metadata().num_row_groups();
-    assert_eq!(groups, 3, "one row group per hour");
+    assert_eq!(groups, 3, "one row group per slice");
     for g in 0..groups {
         let batches: Vec<_> =
             parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -232,11 +234,10 @@ async fn a_file_holds_one_row_group_per_hour_each_sorted_by_series_and_time() {
             }));
         }
         assert_eq!(rows.len(), 3 * 3600, "row group {g}");
-        let hour_start = base + g as i64 * hour;
+        let start = base + g as i64 * slice;
         assert!(
-            rows.iter()
-                .all(|(_, t)| (hour_start..hour_start + hour).contains(t)),
-            "row group {g} holds one hour"
+            rows.iter().all(|(_, t)| (start..start + slice).contains(t)),
+            "row group {g} holds one slice"
         );
         let mut sorted = rows.clone();
         sorted.sort();
