@@ -24,7 +24,7 @@ use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemTable;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
@@ -152,9 +152,12 @@ impl ParquetFileReaderFactory for IndexedReaders {
         metrics: &ExecutionPlanMetricsSet,
     ) -> Result<Box<dyn AsyncFileReader + Send>> {
         let meta = file.object_meta.clone();
-        let bytes =
-            CachedParquetFileReaderFactory::new(Arc::clone(&self.store), Arc::clone(&self.cache))
-                .create_reader(partition_index, file, metadata_size_hint, metrics)?;
+        let bytes = DefaultParquetFileReaderFactory::new(Arc::clone(&self.store)).create_reader(
+            partition_index,
+            file,
+            metadata_size_hint,
+            metrics,
+        )?;
         Ok(Box::new(IndexedReader {
             bytes,
             store: Arc::clone(&self.store),

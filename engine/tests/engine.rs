@@ -1,8 +1,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow::array::RecordBatch;
 use arrow::array::{Array, DictionaryArray, Float64Array, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::Int32Type;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, Encoding};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use strata_engine::clock::ManualClock;
@@ -38,6 +40,48 @@ fn hot_rows(e: &Engine) -> usize {
     e.table_snapshot("metrics", "cpu")
         .map(|s| s.hot.iter().map(|h| h.rows).sum())
         .unwrap_or(0)
+}
+
+/// The rows of a Parquet file (of its row groups `groups`, all if `None`).
+fn read_rows(path: &std::path::Path, groups: Option<Vec<usize>>) -> Vec<RecordBatch> {
+    let mut b = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).expect("file"))
+        .expect("reader");
+    if let Some(g) = groups {
+        b = b.with_row_groups(g);
+    }
+    b.build()
+        .expect("build")
+        .collect::<Result<_, _>>()
+        .expect("read")
+}
+
+/// (host, time) of each row of `b`.
+fn hosts_and_times(b: &RecordBatch) -> Vec<(String, i64)> {
+    let host = b
+        .column_by_name("host")
+        .expect("host")
+        .as_any()
+        .downcast_ref::<DictionaryArray<Int32Type>>()
+        .expect("tags are dictionaries");
+    let hosts = host
+        .values()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("utf8");
+    let t = b
+        .column_by_name("time")
+        .expect("time")
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .expect("ts");
+    (0..b.num_rows())
+        .map(|i| {
+            (
+                hosts.value(host.keys().value(i) as usize).to_string(),
+                t.value(i),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -112,33 +156,8 @@ async fn persisted_file_is_sorted_deduplicated_and_encoded_for_time_series() {
     assert_eq!(sorting.len(), 2); // host, time
 
     // Rows: sorted by (host, time), the duplicate resolved to the last write.
-    let batches: Vec<_> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        std::fs::File::open(dir.path().join(&f.path)).expect("file"),
-    )
-    .expect("reader")
-    .build()
-    .expect("build")
-    .collect::<Result<_, _>>()
-    .expect("read");
+    let batches = read_rows(&dir.path().join(&f.path), None);
     let b = &batches[0];
-    let host = b.column_by_name("host").expect("host");
-    let host = host
-        .as_any()
-        .downcast_ref::<DictionaryArray<Int32Type>>()
-        .expect("tags are dictionaries");
-    let hosts = host
-        .values()
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("utf8");
-    let host_at = |i: usize| hosts.value(host.keys().value(i) as usize).to_string();
-    let t = b
-        .column_by_name("time")
-        .expect("time")
-        .as_any()
-        .downcast_ref::<TimestampNanosecondArray>()
-        .expect("ts")
-        .clone();
     let u = b
         .column_by_name("usage")
         .expect("usage")
@@ -146,8 +165,10 @@ async fn persisted_file_is_sorted_deduplicated_and_encoded_for_time_series() {
         .downcast_ref::<Float64Array>()
         .expect("f64")
         .clone();
-    let rows: Vec<(String, i64, f64)> = (0..b.num_rows())
-        .map(|i| (host_at(i), t.value(i) - base, u.value(i)))
+    let rows: Vec<(String, i64, f64)> = hosts_and_times(b)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (host, t))| (host, t - base, u.value(i)))
         .collect();
     assert_eq!(
         rows,
@@ -190,49 +211,17 @@ async fn a_file_holds_one_row_group_per_time_slice_each_sorted_by_series_and_tim
     assert_eq!(files.len(), 1);
     let path = dir.path().join(&files[0].path);
 
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        std::fs::File::open(&path).expect("file"),
-    )
-    .expect("reader");
-    let groups = builder.metadata().num_row_groups();
+    let groups =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).expect("file"))
+            .expect("reader")
+            .metadata()
+            .num_row_groups();
     assert_eq!(groups, 3, "one row group per slice");
     for g in 0..groups {
-        let batches: Vec<_> =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                std::fs::File::open(&path).expect("file"),
-            )
-            .expect("reader")
-            .with_row_groups(vec![g])
-            .build()
-            .expect("build")
-            .collect::<Result<_, _>>()
-            .expect("read");
-        let mut rows: Vec<(String, i64)> = Vec::new();
-        for b in &batches {
-            let host = b
-                .column_by_name("host")
-                .expect("host")
-                .as_any()
-                .downcast_ref::<DictionaryArray<Int32Type>>()
-                .expect("tags are dictionaries");
-            let hosts = host
-                .values()
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("utf8");
-            let t = b
-                .column_by_name("time")
-                .expect("time")
-                .as_any()
-                .downcast_ref::<TimestampNanosecondArray>()
-                .expect("ts");
-            rows.extend((0..b.num_rows()).map(|i| {
-                (
-                    hosts.value(host.keys().value(i) as usize).to_string(),
-                    t.value(i),
-                )
-            }));
-        }
+        let rows: Vec<(String, i64)> = read_rows(&path, Some(vec![g]))
+            .iter()
+            .flat_map(hosts_and_times)
+            .collect();
         assert_eq!(rows.len(), 3 * 3600, "row group {g}");
         let start = base + g as i64 * slice;
         assert!(
