@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemTable;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
@@ -35,7 +35,6 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, lit,
 };
-use datafusion::physical_plan::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::prelude::ident;
@@ -100,15 +99,14 @@ impl TableProvider for FileSet {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        filters: &[Expr],
+        _filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // No predicate here: the filters given are only ever pushed-down copies of a filter kept
+        // above this scan (the push-down is inexact), and the physical optimizer's filter
+        // push-down hands that filter's predicate to the Parquet source for pruning.
+        // Setting it here too would make the source prune with every conjunct twice.
         let mut source = ParquetSource::new(Arc::clone(&self.schema));
-        if let Some(pred) = conjunction(filters.to_vec()) {
-            let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
-            let phys: Arc<dyn PhysicalExpr> = state.create_physical_expr(pred, &df_schema)?;
-            source = source.with_predicate(phys);
-        }
         let tier = self.files.first().map(|f| f.tier).unwrap_or(Tier::Hot);
         let url = ObjectStoreUrl::parse(store_url(tier))?;
         let runtime = state.runtime_env();

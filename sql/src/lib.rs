@@ -125,6 +125,7 @@ pub struct QueryEngine {
     cpu: Arc<QueryRuntime>,
     commands: Arc<std::sync::OnceLock<Arc<dyn commands::Commands>>>,
     log: Arc<query_log::QueryLog>,
+    scans: Arc<table::ScanPlanner>,
 }
 
 impl QueryEngine {
@@ -146,8 +147,13 @@ impl QueryEngine {
             .map_err(Error::Runtime)?;
         let log = Arc::new(query_log::QueryLog::default());
         engine.register_system_table(Arc::clone(&log) as _);
+        let scans = Arc::new(table::ScanPlanner::new(
+            SessionConfig::new(),
+            Arc::clone(&runtime),
+        ));
         Ok(Self {
             log,
+            scans,
             databases: Arc::new(DatabaseList::new(Arc::clone(&engine))),
             engine,
             runtime,
@@ -255,6 +261,7 @@ impl QueryEngine {
             return Err(Error::UnknownDatabase(db.to_string()));
         }
         let config = SessionConfig::new()
+            .with_extension(Arc::clone(&self.scans))
             .with_default_catalog_and_schema(db, PUBLIC_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);

@@ -26,16 +26,23 @@ use datafusion::datasource::memory::MemTable;
 use datafusion::datasource::provider_as_source;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::functions::expr_fn::nullif;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, LogicalPlan, LogicalPlanBuilder, Operator, TableProviderFilterPushDown, cast,
     lit,
 };
+use datafusion::optimizer::OptimizerRule;
+use datafusion::optimizer::optimize_projections::OptimizeProjections;
+use datafusion::optimizer::optimize_unions::OptimizeUnions;
+use datafusion::optimizer::push_down_filter::PushDownFilter;
+use datafusion::optimizer::push_down_limit::PushDownLimit;
 use datafusion::physical_plan::execution_plan::ExecutionPlan;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, PhysicalExpr, PlanProperties, SendableRecordBatchStream,
 };
-use datafusion::prelude::ident;
+use datafusion::prelude::{SessionConfig, ident};
 use strata_catalog::{ColumnDef, ColumnKind, FieldType, ParquetFileMeta, Tier};
 use strata_engine::dedup::project_to_table;
 use strata_engine::rollup::{RollupAgg, rollup_fields, tier_columns};
@@ -138,13 +145,12 @@ impl MetricTable {
         tier: Tier,
         from: i64,
         to: i64,
-        range: TimeRange,
+        spans: &TimeSpans,
         pushed: &[Expr],
         summary: &mut ScanSummary,
     ) -> Result<Option<LogicalPlan>> {
-        let lo = range.lo.max(from);
-        let hi = range.hi.min(to.saturating_sub(1));
-        if lo > hi {
+        let spans = spans.within(from, to.saturating_sub(1));
+        if spans.is_empty() {
             return Ok(None);
         }
         let all: Vec<&ParquetFileMeta> =
@@ -152,7 +158,7 @@ impl MetricTable {
         let files: Vec<&ParquetFileMeta> = all
             .iter()
             .copied()
-            .filter(|f| f.max_time >= lo && f.min_time <= hi)
+            .filter(|f| spans.overlaps(f.min_time, f.max_time))
             .collect();
         summary.add_tier(tier, all.len(), files.len());
         if files.is_empty() {
@@ -243,7 +249,7 @@ impl TableProvider for MetricTable {
             .filter(|f| self.pushable(f))
             .cloned()
             .collect();
-        let range = TimeRange::from_filters(&pushed);
+        let spans = TimeSpans::from_filters(&pushed);
         let mut summary = ScanSummary {
             table: snap.table.clone(),
             ..Default::default()
@@ -257,12 +263,12 @@ impl TableProvider for MetricTable {
                 let files: Vec<&ParquetFileMeta> = all
                     .iter()
                     .copied()
-                    .filter(|f| range.overlaps(f.min_time, f.max_time))
+                    .filter(|f| spans.overlaps(f.min_time, f.max_time))
                     .collect();
                 let hot: Vec<&HotPiece> = snap
                     .hot
                     .iter()
-                    .filter(|h| h.rows > 0 && range.overlaps(h.min_time, h.max_time))
+                    .filter(|h| h.rows > 0 && spans.overlaps(h.min_time, h.max_time))
                     .collect();
                 summary.add_tier(Tier::Hot, all.len(), files.len());
                 summary.hot_chunks = hot.len();
@@ -279,7 +285,7 @@ impl TableProvider for MetricTable {
                 ];
                 for (tier, from, to) in older {
                     if let Some(p) =
-                        self.rollup_as_rows(tier, from, to, range, &pushed, &mut summary)?
+                        self.rollup_as_rows(tier, from, to, &spans, &pushed, &mut summary)?
                     {
                         parts.push(p);
                     }
@@ -291,7 +297,7 @@ impl TableProvider for MetricTable {
                 let files: Vec<&ParquetFileMeta> = all
                     .iter()
                     .copied()
-                    .filter(|f| range.overlaps(f.min_time, f.max_time))
+                    .filter(|f| spans.overlaps(f.min_time, f.max_time))
                     .collect();
                 summary.add_tier(tier, all.len(), files.len());
                 if !files.is_empty() {
@@ -326,12 +332,51 @@ impl TableProvider for MetricTable {
         if let Some(n) = limit {
             b = b.limit(0, Some(n))?;
         }
-        let inner = state.create_physical_plan(&b.build()?).await?;
+        let plan = b.build()?;
+        let inner = match state.config().get_extension::<ScanPlanner>() {
+            Some(planner) => planner.plan(&plan).await?,
+            None => state.create_physical_plan(&plan).await?,
+        };
         Ok(Arc::new(TierScanExec {
             summary,
             properties: Arc::clone(inner.properties()),
             inner,
         }))
+    }
+}
+
+/// Plans the inner plan of every metric table scan more cheaply than the session would:
+/// the analyzer, then only the logical rules that plan's shape needs (flat unions; limit,
+/// filter and projection push-down into the sources), and no physical rules, because
+/// the query's physical optimizer runs over the inner plan too, as over every node below
+/// the scan. Running the whole optimizer here, per tier segment, was the larger part of
+/// planning a small query. Built once per engine and found through each session's config;
+/// a session without it plans scans with its own rules.
+#[derive(Debug)]
+pub struct ScanPlanner {
+    state: SessionState,
+}
+
+impl ScanPlanner {
+    pub fn new(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Self {
+        let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![
+            Arc::new(OptimizeUnions::new()),
+            Arc::new(PushDownLimit::new()),
+            Arc::new(PushDownFilter::new()),
+            Arc::new(OptimizeProjections::new()),
+        ];
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_optimizer_rules(rules)
+            .with_physical_optimizer_rules(Vec::new())
+            .build();
+        Self { state }
+    }
+
+    async fn plan(&self, plan: &LogicalPlan) -> Result<Arc<dyn ExecutionPlan>> {
+        self.state.create_physical_plan(plan).await
     }
 }
 
@@ -407,6 +452,74 @@ impl TimeRange {
             }
             _ => {}
         }
+    }
+}
+
+/// The time intervals a conjunction of pushed filters keeps rows in, `OR`s of bounds
+/// included (`[1, 3) OR [7, 9)` is two intervals): a superset of the rows kept, used to
+/// choose the files and hot chunks to read. Anything not understood leaves its part open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeSpans(Vec<TimeRange>);
+
+impl TimeSpans {
+    /// More intervals than this are replaced by their hull (still a superset).
+    const MAX: usize = 64;
+
+    pub fn from_filters(filters: &[Expr]) -> Self {
+        let mut spans = Self(vec![TimeRange::ALL]);
+        for f in filters {
+            spans = spans.intersect(&Self::of(f));
+        }
+        spans
+    }
+
+    fn of(e: &Expr) -> Self {
+        match e {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) if *op == Operator::And => {
+                Self::of(left).intersect(&Self::of(right))
+            }
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) if *op == Operator::Or => {
+                let mut spans = Self::of(left).0;
+                spans.extend(Self::of(right).0);
+                Self(spans).capped()
+            }
+            e => Self(vec![TimeRange::from_filters(std::slice::from_ref(e))]),
+        }
+    }
+
+    fn intersect(&self, other: &Self) -> Self {
+        let mut spans = Vec::new();
+        for a in &self.0 {
+            for b in &other.0 {
+                let (lo, hi) = (a.lo.max(b.lo), a.hi.min(b.hi));
+                if lo <= hi {
+                    spans.push(TimeRange { lo, hi });
+                }
+            }
+        }
+        Self(spans).capped()
+    }
+
+    fn capped(self) -> Self {
+        if self.0.len() <= Self::MAX {
+            return self;
+        }
+        let lo = self.0.iter().map(|r| r.lo).min().unwrap_or(i64::MIN);
+        let hi = self.0.iter().map(|r| r.hi).max().unwrap_or(i64::MAX);
+        Self(vec![TimeRange { lo, hi }])
+    }
+
+    /// These intervals cut to `[lo, hi]`.
+    pub fn within(&self, lo: i64, hi: i64) -> Self {
+        self.intersect(&Self(vec![TimeRange { lo, hi }]))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn overlaps(&self, min: i64, max: i64) -> bool {
+        self.0.iter().any(|r| r.overlaps(min, max))
     }
 }
 
@@ -528,6 +641,14 @@ impl ExecutionPlan for TierScanExec {
         vec![&self.inner]
     }
 
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
     fn apply_expressions(
         &self,
         _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
@@ -588,5 +709,23 @@ mod tests {
         assert_eq!(TimeRange::from_filters(&f), TimeRange::ALL);
         let f = vec![col("host").eq(lit("a"))];
         assert_eq!(TimeRange::from_filters(&f), TimeRange::ALL);
+    }
+
+    #[test]
+    fn time_spans_keep_each_side_of_an_or_of_bounds() {
+        let range = |lo, hi| col("time").gt_eq(ts(lo)).and(col("time").lt(ts(hi)));
+        let span = |lo, hi| TimeRange { lo, hi };
+        let f = vec![range(1, 3).or(range(7, 9)), col("host").eq(lit("a"))];
+        let spans = TimeSpans::from_filters(&f);
+        assert_eq!(spans, TimeSpans(vec![span(1, 2), span(7, 8)]));
+        assert!(!spans.overlaps(3, 6));
+        assert!(spans.overlaps(0, 1) && spans.overlaps(8, 20));
+        // A conjunct cuts every interval; one that misses an interval removes it.
+        let f = vec![range(1, 3).or(range(7, 9)), col("time").gt_eq(ts(8))];
+        assert_eq!(TimeSpans::from_filters(&f), TimeSpans(vec![span(8, 8)]));
+        assert!(TimeSpans::from_filters(&f).within(0, 7).is_empty());
+        // A side that is not a bound leaves everything open.
+        let f = vec![range(1, 3).or(col("host").eq(lit("a")))];
+        assert!(TimeSpans::from_filters(&f).overlaps(100, 200));
     }
 }

@@ -37,7 +37,7 @@ use datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use datafusion::functions_aggregate::first_last::{first_value_udaf, last_value_udaf};
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::expr::NullTreatment;
-use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::utils::{conjunction, disjunction, split_conjunction};
 use datafusion::logical_expr::{
     Aggregate, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, TableScan, cast, lit, when,
 };
@@ -213,14 +213,28 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
         .map(|c| c.name.as_str())
         .collect();
     let ts = |v: i64| lit(ScalarValue::TimestampNanosecond(Some(v), None));
+    // One scan per tier: a tier's segments (raw rows at both edges of the range, a finer
+    // rollup either side of a coarser one) are read together, as one inner plan that
+    // opens each file once.
+    let mut per_tier: Vec<(Tier, Vec<(i64, i64)>)> = Vec::new();
+    for &(tier, lo, hi) in &segments {
+        match per_tier.iter_mut().find(|(t, _)| *t == tier) {
+            Some((_, ranges)) => ranges.push((lo, hi)),
+            None => per_tier.push((tier, vec![(lo, hi)])),
+        }
+    }
     let mut parts = Vec::new();
-    for (tier, lo, hi) in &segments {
+    for (tier, ranges) in &per_tier {
         let provider = Arc::new(MetricTable::of_tier(snap.clone(), *tier));
         let mut filters: Vec<Expr> = conjuncts.iter().map(unqualify).collect();
-        filters.push(ident(TIME_COLUMN).gt_eq(ts(*lo)));
-        if *hi != i64::MAX {
-            filters.push(ident(TIME_COLUMN).lt(ts(*hi)));
-        }
+        let in_range = |&(lo, hi): &(i64, i64)| {
+            let from = ident(TIME_COLUMN).gt_eq(ts(lo));
+            match hi {
+                i64::MAX => from,
+                _ => from.and(ident(TIME_COLUMN).lt(ts(hi))),
+            }
+        };
+        filters.extend(disjunction(ranges.iter().map(in_range)));
         let mut exprs: Vec<Expr> = tags.iter().map(|t| ident(*t)).collect();
         exprs.push(ident(TIME_COLUMN));
         for (f, aggs) in &fields {

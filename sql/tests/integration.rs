@@ -10,5 +10,6 @@ mod last_values;
 mod limits;
 mod metadata;
 mod newest_buckets;
+mod pruning;
 mod slt;
 mod tiers;
