@@ -226,15 +226,21 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
     let mut parts = Vec::new();
     for (tier, ranges) in &per_tier {
         let provider = Arc::new(MetricTable::of_tier(snap.clone(), *tier));
-        let mut filters: Vec<Expr> = conjuncts.iter().map(unqualify).collect();
+        // The query's own time bounds are left out: every segment lies inside them, so
+        // they would only be compared again on every row read.
+        let mut filters: Vec<Expr> = conjuncts
+            .iter()
+            .filter(|c| !c.column_refs().iter().any(|col| col.name == TIME_COLUMN))
+            .map(unqualify)
+            .collect();
         let in_range = |&(lo, hi): &(i64, i64)| {
-            let from = ident(TIME_COLUMN).gt_eq(ts(lo));
-            match hi {
-                i64::MAX => from,
-                _ => from.and(ident(TIME_COLUMN).lt(ts(hi))),
-            }
+            let from = (lo != i64::MIN).then(|| ident(TIME_COLUMN).gt_eq(ts(lo)));
+            let to = (hi != i64::MAX).then(|| ident(TIME_COLUMN).lt(ts(hi)));
+            conjunction(from.into_iter().chain(to))
         };
-        filters.extend(disjunction(ranges.iter().map(in_range)));
+        let ranges: Option<Vec<Expr>> = ranges.iter().map(in_range).collect();
+        // (A range open at both ends is all time: no filter.)
+        filters.extend(ranges.and_then(disjunction));
         let mut exprs: Vec<Expr> = tags.iter().map(|t| ident(*t)).collect();
         exprs.push(ident(TIME_COLUMN));
         for (f, aggs) in &fields {
