@@ -533,7 +533,7 @@ async fn plan(
         datafusion::logical_expr::LogicalPlan::Limit(_)
     ) {
         let state = ctx.state();
-        let unwindowed = newest_buckets::optimize_before_tiers(&state, df.logical_plan())?;
+        let unwindowed = newest_buckets::analyze(&state, df.logical_plan())?;
         if let Some(shape) = newest_buckets::shape(&unwindowed)
             && let Some((schema, batches)) = newest_buckets::run(ctx, &unwindowed, &shape).await?
         {

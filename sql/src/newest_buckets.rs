@@ -7,8 +7,10 @@
 //!
 //! need only the newest few minutes before the bound, yet planned as written they
 //! aggregate every row of the table before the top-k sort. This runs them over a time
-//! window that ends at the bound (or the newest data), starting at `k` buckets' width and
-//! growing ×4 until the window holds `k` complete buckets; the table prunes every file and
+//! window that ends at the bound (or the newest data) and starts `k` buckets back (on a
+//! bucket's start where buckets are multiples of their width from the epoch, else
+//! `k + 1` widths back), growing ×4 until the window holds `k` complete buckets; the
+//! table prunes every file and
 //! hot chunk outside the window. A windowed answer is used only when it has `k` rows and
 //! its oldest bucket starts at or after the window's start, i.e. no bucket in it lost rows
 //! to the window; otherwise (windows reaching past the oldest data) the query runs as
@@ -26,29 +28,24 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{SessionContext, ident, lit};
 use strata_engine::schema::TIME_COLUMN;
 
-use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
-use datafusion::optimizer::OptimizerRule;
+use datafusion::common::DFSchemaRef;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 
 use crate::table::{TimeRange, metric_table};
-use crate::tier_choice::TierChoiceRule;
 
 const MINUTE: i64 = 60_000_000_000;
 
-/// `plan` optimized with every rule but tier choice: the form [`shape`] recognises.
-/// Tier choice would turn the table scan under the aggregate into a union of tiers over
-/// all time; each window [`run`] plans gets every rule, so it still reads the coarsest
-/// exact tier.
-pub fn optimize_before_tiers(state: &SessionState, plan: &LogicalPlan) -> Result<LogicalPlan> {
-    let rules: Vec<_> = state
-        .optimizers()
-        .iter()
-        .filter(|r| r.name() != TierChoiceRule.name())
-        .cloned()
-        .collect();
-    SessionStateBuilder::new_from_existing(state.clone())
-        .with_optimizer_rules(rules)
-        .build()
-        .optimize(plan)
+/// `plan` analyzed (types coerced), not optimized: the form [`shape`] recognises and
+/// [`run`] windows. Each window is then optimized once, with every rule, so it reads the
+/// coarsest exact tier. (Optimizing here as well, without tier choice, which would turn
+/// the scan under the aggregate into a union of tiers over all time, planned every such
+/// query twice.)
+pub fn analyze(state: &SessionState, plan: &LogicalPlan) -> Result<LogicalPlan> {
+    state
+        .analyzer()
+        .execute_and_check(plan.clone(), state.config().options(), |_, _| {})
 }
 
 /// What the windows are built from.
@@ -59,12 +56,15 @@ pub struct Shape {
     bucket_column: String,
     /// Nanoseconds of one bucket (an estimate for calendar units).
     width: i64,
+    /// Whether buckets start at multiples of `width`: windows then start on a bucket.
+    aligned: bool,
     /// Newest data and the query's own upper time bound, whichever is lower.
     anchor: i64,
     oldest: i64,
 }
 
-/// The shape of `plan` (optimized) if it is a newest-buckets query over one metric table.
+/// The shape of `plan` ([`analyze`]d or optimized) if it is a newest-buckets query over
+/// one metric table.
 pub fn shape(plan: &LogicalPlan) -> Option<Shape> {
     let mut node = plan;
     let mut k: Option<usize> = None;
@@ -131,7 +131,7 @@ pub fn shape(plan: &LogicalPlan) -> Option<Shape> {
     if name != *group_name {
         return None;
     }
-    let width = bucket_width(group)?;
+    let (width, aligned) = bucket_width(group)?;
     // Below the aggregate: projections and filters down to one metric table.
     let mut node = agg.input.as_ref();
     let mut filters: Vec<Expr> = Vec::new();
@@ -139,7 +139,7 @@ pub fn shape(plan: &LogicalPlan) -> Option<Shape> {
         match node {
             LogicalPlan::Projection(p) => node = p.input.as_ref(),
             LogicalPlan::Filter(f) => {
-                filters.push(f.predicate.clone());
+                filters.push(folded(&f.predicate, f.input.schema()));
                 node = f.input.as_ref();
             }
             LogicalPlan::TableScan(s) => {
@@ -168,13 +168,27 @@ pub fn shape(plan: &LogicalPlan) -> Option<Shape> {
         k,
         bucket_column: sort_column,
         width,
+        aligned,
         anchor: range.hi.min(newest).saturating_add(1),
         oldest,
     })
 }
 
-/// The bucket width of `date_trunc('<unit>', time)` or `date_bin(<interval>, time[, …])`.
-fn bucket_width(e: &Expr) -> Option<i64> {
+/// `e` with its constants folded (`TIMESTAMP '…' - INTERVAL '1 hour'`, `now()`), so the
+/// time range sees literal bounds; `e` as it is when it cannot be simplified.
+fn folded(e: &Expr, schema: &DFSchemaRef) -> Expr {
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::clone(schema))
+        .with_current_time()
+        .build();
+    ExprSimplifier::new(context)
+        .simplify(e.clone())
+        .unwrap_or_else(|_| e.clone())
+}
+
+/// The bucket width of `date_trunc('<unit>', time)` or `date_bin(<interval>, time[, …])`,
+/// and whether buckets start at multiples of it (from 1970-01-01, UTC).
+fn bucket_width(e: &Expr) -> Option<(i64, bool)> {
     let e = match e {
         Expr::Alias(a) => a.expr.as_ref(),
         e => e,
@@ -186,29 +200,30 @@ fn bucket_width(e: &Expr) -> Option<i64> {
     match (f.name(), f.args.as_slice()) {
         ("date_trunc", [Expr::Literal(ScalarValue::Utf8(Some(unit)), _), t]) if is_time(t) => {
             Some(match unit.to_ascii_lowercase().as_str() {
-                "second" => 1_000_000_000,
-                "minute" => MINUTE,
-                "hour" => 60 * MINUTE,
-                "day" => 24 * 60 * MINUTE,
-                "week" => 7 * 24 * 60 * MINUTE,
-                "month" => 31 * 24 * 60 * MINUTE,
-                "quarter" => 92 * 24 * 60 * MINUTE,
-                "year" => 366 * 24 * 60 * MINUTE,
+                "second" => (1_000_000_000, true),
+                "minute" => (MINUTE, true),
+                "hour" => (60 * MINUTE, true),
+                "day" => (24 * 60 * MINUTE, true),
+                "week" => (7 * 24 * 60 * MINUTE, false),
+                "month" => (31 * 24 * 60 * MINUTE, false),
+                "quarter" => (92 * 24 * 60 * MINUTE, false),
+                "year" => (366 * 24 * 60 * MINUTE, false),
                 _ => return None,
             })
         }
-        ("date_bin", [Expr::Literal(interval, _), t, ..]) if is_time(t) => match interval {
-            ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
-                let ns = i64::from(v.days) * 24 * 60 * MINUTE + v.nanoseconds;
-                (ns > 0).then_some(ns)
-            }
-            ScalarValue::IntervalDayTime(Some(v)) => {
-                let ns =
-                    i64::from(v.days) * 24 * 60 * MINUTE + i64::from(v.milliseconds) * 1_000_000;
-                (ns > 0).then_some(ns)
-            }
-            _ => None,
-        },
+        ("date_bin", [Expr::Literal(interval, _), t, rest @ ..]) if is_time(t) => {
+            let ns = match interval {
+                ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
+                    i64::from(v.days) * 24 * 60 * MINUTE + v.nanoseconds
+                }
+                ScalarValue::IntervalDayTime(Some(v)) => {
+                    i64::from(v.days) * 24 * 60 * MINUTE + i64::from(v.milliseconds) * 1_000_000
+                }
+                _ => return None,
+            };
+            // Without an origin, bins start at multiples of the width from the epoch.
+            (ns > 0).then_some((ns, rest.is_empty()))
+        }
         _ => None,
     }
 }
@@ -219,9 +234,18 @@ pub async fn run(
     plan: &LogicalPlan,
     shape: &Shape,
 ) -> Result<Option<(SchemaRef, Vec<RecordBatch>)>> {
-    let mut span = shape.width.saturating_mul(shape.k as i64 + 1);
+    // A window starting on a bucket holds whole buckets only: k of them may be enough.
+    // Otherwise its oldest bucket is cut, so it spans one more.
+    let mut buckets = shape.k as i64 + i64::from(!shape.aligned);
     loop {
-        let start = shape.anchor.saturating_sub(span);
+        let start = if shape.aligned {
+            let newest = shape.anchor.saturating_sub(1).div_euclid(shape.width) * shape.width;
+            newest.saturating_sub(shape.width.saturating_mul(buckets - 1))
+        } else {
+            shape
+                .anchor
+                .saturating_sub(shape.width.saturating_mul(buckets))
+        };
         if start <= shape.oldest {
             return Ok(None);
         }
@@ -233,7 +257,7 @@ pub async fn run(
         if rows >= shape.k && oldest_bucket(&batches, &shape.bucket_column)? >= Some(start) {
             return Ok(Some((schema, batches)));
         }
-        span = span.saturating_mul(4);
+        buckets = buckets.saturating_mul(4);
     }
 }
 

@@ -85,6 +85,27 @@ async fn newest_buckets_from_a_window_equal_the_full_answer() {
             3,
             true,
         ),
+        // A bound inside a minute: the newest bucket is partial.
+        (
+            format!(
+                "SELECT date_trunc('minute', time) AS minute, max(usage) AS m FROM cpu \
+                 WHERE time < TIMESTAMP '{}' GROUP BY 1 ORDER BY 1 DESC",
+                ts(t0 + 2 * hour + 17 * 60 * s + 23 * s)
+            ),
+            5,
+            true,
+        ),
+        // Bins from an origin off the epoch's multiples: windows cannot start on a bin.
+        (
+            format!(
+                "SELECT date_bin(INTERVAL '10 minutes', time, TIMESTAMP '2000-01-01 00:03:00') \
+                 AS b, min(usage) AS m FROM cpu WHERE time <= TIMESTAMP '{}' \
+                 GROUP BY 1 ORDER BY 1 DESC",
+                ts(t0 + 2 * hour + 50 * 60 * s + 41 * s)
+            ),
+            4,
+            true,
+        ),
         (
             "SELECT date_trunc('hour', time) AS h, count(*) AS m FROM cpu GROUP BY 1 ORDER BY h DESC"
                 .to_string(),
@@ -108,8 +129,7 @@ async fn newest_buckets_from_a_window_equal_the_full_answer() {
 
             let ctx = q.session("fleet").expect("session");
             let df = ctx.sql(&limited).await.expect("plan");
-            let plan = newest_buckets::optimize_before_tiers(&ctx.state(), df.logical_plan())
-                .expect("optimize");
+            let plan = newest_buckets::analyze(&ctx.state(), df.logical_plan()).expect("analyze");
             let shape = newest_buckets::shape(&plan).expect("a newest-buckets query");
             let answer = newest_buckets::run(&ctx, &plan, &shape).await.expect("run");
             assert_eq!(answer.is_some(), *windowed, "{limited}");
@@ -134,12 +154,8 @@ async fn newest_buckets_from_a_window_equal_the_full_answer() {
         "SELECT date_trunc('minute', time) AS m, host, max(usage) FROM cpu GROUP BY 1, 2 ORDER BY 1 DESC LIMIT 5",
     ] {
         let ctx = q.session("fleet").expect("session");
-        let plan = ctx
-            .sql(sql)
-            .await
-            .expect("plan")
-            .into_optimized_plan()
-            .expect("optimize");
+        let df = ctx.sql(sql).await.expect("plan");
+        let plan = newest_buckets::analyze(&ctx.state(), df.logical_plan()).expect("analyze");
         assert!(newest_buckets::shape(&plan).is_none(), "{sql}");
     }
 }
