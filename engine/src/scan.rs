@@ -102,8 +102,8 @@ impl TableProvider for FileSet {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // No predicate here: the filters given are only ever pushed-down copies of a filter kept
-        // above this scan (the push-down is inexact), and the physical optimizer's filter
+        // No predicate here: the filters given are only ever copies of a filter kept above
+        // this scan (the push-down is inexact), and the physical optimizer's filter
         // push-down hands that filter's predicate to the Parquet source for pruning.
         // Setting it here too would make the source prune with every conjunct twice.
         let mut source = ParquetSource::new(Arc::clone(&self.schema));

@@ -10,12 +10,12 @@
 //! window that ends at the bound (or the newest data) and starts `k` buckets back (on a
 //! bucket's start where buckets are multiples of their width from the epoch, else
 //! `k + 1` widths back), growing ×4 until the window holds `k` complete buckets; the
-//! table prunes every file and
-//! hot chunk outside the window. A windowed answer is used only when it has `k` rows and
-//! its oldest bucket starts at or after the window's start, i.e. no bucket in it lost rows
-//! to the window; otherwise (windows reaching past the oldest data) the query runs as
-//! written. Buckets must be `date_trunc`/`date_bin` of `time` (never later than `time`),
-//! the only grouping key, and the first sort key, descending.
+//! table prunes every file and hot chunk outside the window. A windowed answer is used
+//! only when it has `k` rows and its oldest bucket starts at or after the window's start,
+//! i.e. no bucket in it lost rows to the window; otherwise (windows reaching past the
+//! oldest data) the query runs as written. Buckets must be `date_trunc`/`date_bin` of
+//! `time` (never later than `time`), the only grouping key, and the first sort key,
+//! descending.
 
 use std::sync::Arc;
 
