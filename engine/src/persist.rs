@@ -5,13 +5,15 @@
 //! (last write wins) and sorted by (time slice, tags in schema order, `time`): files are
 //! cut into time slices ([`slice_ns`]), a slice starts a new row group (unless the current
 //! one is still small, see [`MIN_SLICE_ROWS`]), and within a row group rows are sorted by
-//! (tags, `time`), the order recorded in its `sorting_columns`. A query over a few minutes reads the row groups of one slice, not a
-//! whole file; a query for one series still finds it by the tag statistics of each row
-//! group and page. Slices are long enough that a series' run in one holds about a
-//! thousand points at a 10-second interval: delta encoding pays for every change of
-//! series (the jump widens a whole block of 128 deltas): at rest, the TSBS integers took
-//! 0.51 bytes a value with 1-hour slices (360 points), 0.44 with 3-hour ones and 0.40 in
-//! unsliced 6-hour files.
+//! (tags, `time`), the order recorded in its `sorting_columns`. A query over a few
+//! minutes reads the row groups of one slice, not a whole file; a query for one series
+//! still finds it by the tag statistics of each row group and page.
+//!
+//! Slices are long enough that a series' run in one holds about a thousand points at a
+//! 10-second interval: delta encoding pays for every change of series (the jump widens a
+//! whole block of 128 deltas). At rest, the TSBS integers took 0.51 bytes a value with
+//! 1-hour slices (360 points), 0.44 with 3-hour ones and 0.40 in unsliced 6-hour files.
+//!
 //! Encodings chosen for time series:
 //! - `time` and integer fields: `DELTA_BINARY_PACKED`, dictionary off (timestamps and
 //!   counters are near-monotonic, deltas are tiny);
