@@ -7,10 +7,17 @@
 //! (`__seq`, `__row`) order: a later write that sets only some fields leaves the others as
 //! they were (InfluxDB semantics). Only tag and time predicates may be applied below this
 //! step; a field predicate there could let a stale duplicate win.
+//!
+//! Persistence, which sorts a whole chunk anyway, applies the same rule without an
+//! aggregate: [`merge_sorted_runs`] folds each run of equal (series, time) rows of the
+//! sorted chunk in one linear pass.
 
+use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array, UInt64Array, new_null_array};
+use arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array, UInt64Array, new_null_array};
+use arrow::compute::kernels::partition::partition;
+use arrow::compute::{concat_batches, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::Result;
 use datafusion::functions_aggregate::first_last::last_value_udaf;
@@ -92,6 +99,98 @@ pub fn dedup_plan(input: LogicalPlanBuilder, columns: &[ColumnDef]) -> Result<Lo
     project_to_table(plan, columns)
 }
 
+/// Last-write-wins over `batches` (the ranked schema, sorted so that rows sharing (series,
+/// time) are adjacent and in write order, by `__seq` then `__row`): one row per run of
+/// such rows, holding for each field the run's last non-null value. The output has the
+/// table's columns (`table`). Linear in the rows; without repeats it only drops the
+/// ranking columns. A run that crosses from one batch into the next is carried over.
+pub fn merge_sorted_runs(
+    batches: Vec<RecordBatch>,
+    columns: &[ColumnDef],
+    table: &SchemaRef,
+) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::with_capacity(batches.len());
+    let mut carried: Option<RecordBatch> = None;
+    for b in batches {
+        if b.num_rows() == 0 {
+            continue;
+        }
+        let b = match carried.take() {
+            Some(c) => concat_batches(&b.schema(), [&c, &b])?,
+            None => b,
+        };
+        let runs = runs_of(&b, columns)?;
+        // The last run may go on in the next batch.
+        let tail = runs.last().map_or(0, |r| r.start);
+        carried = Some(b.slice(tail, b.num_rows() - tail));
+        if tail > 0 {
+            out.push(merge_runs(&b, &runs[..runs.len() - 1], columns, table)?);
+        }
+    }
+    if let Some(c) = carried {
+        let runs = runs_of(&c, columns)?;
+        out.push(merge_runs(&c, &runs, columns, table)?);
+    }
+    Ok(out)
+}
+
+/// The runs of rows of `batch` with equal tags and time.
+fn runs_of(batch: &RecordBatch, columns: &[ColumnDef]) -> Result<Vec<Range<usize>>> {
+    let keys: Vec<ArrayRef> = columns
+        .iter()
+        .filter(|c| !matches!(c.kind, ColumnKind::Field(_)))
+        .map(|c| column_of(batch, c))
+        .collect::<Result<_>>()?;
+    Ok(if batch.num_rows() == 0 || keys.is_empty() {
+        (0..batch.num_rows()).map(|i| i..i + 1).collect()
+    } else {
+        partition(&keys)?.ranges()
+    })
+}
+
+/// One row per run of `batch` (`runs` cover its first rows, in order): tags and time of
+/// the run, each field its last non-null value in the run.
+fn merge_runs(
+    batch: &RecordBatch,
+    runs: &[Range<usize>],
+    columns: &[ColumnDef],
+    table: &SchemaRef,
+) -> Result<RecordBatch> {
+    let covered = runs.last().map_or(0, |r| r.end);
+    let cols: Vec<ArrayRef> = if runs.len() == covered {
+        columns
+            .iter()
+            .map(|c| Ok(column_of(batch, c)?.slice(0, covered)))
+            .collect::<Result<_>>()?
+    } else {
+        let firsts = UInt32Array::from_iter_values(runs.iter().map(|r| r.start as u32));
+        columns
+            .iter()
+            .map(|c| {
+                let col = column_of(batch, c)?;
+                if !matches!(c.kind, ColumnKind::Field(_)) {
+                    return Ok(take(&col, &firsts, None)?);
+                }
+                let last = runs.iter().map(|r| {
+                    let i = r.clone().rev().find(|&i| col.is_valid(i));
+                    i.unwrap_or(r.end - 1) as u32
+                });
+                Ok(take(&col, &UInt32Array::from_iter_values(last), None)?)
+            })
+            .collect::<Result<_>>()?
+    };
+    Ok(RecordBatch::try_new(Arc::clone(table), cols)?)
+}
+
+fn column_of(batch: &RecordBatch, c: &ColumnDef) -> Result<ArrayRef> {
+    batch.column_by_name(&c.name).cloned().ok_or_else(|| {
+        datafusion::error::DataFusionError::Internal(format!(
+            "column {} missing from the rows to deduplicate",
+            c.name
+        ))
+    })
+}
+
 /// Projects `plan` to the table's columns in order, casting where a step changed a type.
 pub fn project_to_table(plan: LogicalPlan, columns: &[ColumnDef]) -> Result<LogicalPlan> {
     let schema = Arc::clone(plan.schema());
@@ -128,17 +227,29 @@ mod tests {
     }
 
     fn batch(fields: Vec<(&str, i64)>, t: i64) -> RecordBatch {
-        let p = Point {
-            table: "m".into(),
-            tags: vec![("host".into(), "x".into())],
-            fields: fields
-                .into_iter()
-                .map(|(k, v)| (k.into(), FieldValue::I64(v)))
-                .collect(),
-            time: t,
-            line: 1,
-        };
-        build_batch(&[&p], &cols()).expect("batch")
+        rows(&[("x", fields, t)])
+    }
+
+    /// A point of a test: host, fields, time.
+    type Row<'a> = (&'a str, Vec<(&'a str, i64)>, i64);
+
+    /// One batch of points.
+    fn rows(points: &[Row]) -> RecordBatch {
+        let points: Vec<Point> = points
+            .iter()
+            .map(|(host, fields, t)| Point {
+                table: "m".into(),
+                tags: vec![("host".into(), (*host).into())],
+                fields: fields
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), FieldValue::I64(*v)))
+                    .collect(),
+                time: *t,
+                line: 1,
+            })
+            .collect();
+        let refs: Vec<&Point> = points.iter().collect();
+        build_batch(&refs, &cols()).expect("batch")
     }
 
     async fn run(batches: Vec<SeqBatch>) -> String {
@@ -185,5 +296,87 @@ mod tests {
         let mut lines: Vec<&str> = out.lines().collect();
         lines[3..5].sort();
         assert_eq!(lines.join("\n"), expected);
+    }
+
+    /// Writes of several series with repeats (in one write and across writes, out of
+    /// sequence order, partial fields, a run with no value for a field): the merge of
+    /// sorted runs gives what the aggregate gives.
+    #[tokio::test]
+    async fn merging_sorted_runs_equals_the_aggregate() {
+        let writes = vec![
+            SeqBatch {
+                seq: 4,
+                batch: rows(&[
+                    ("y", vec![("a", 40)], 1),
+                    ("x", vec![("b", 41)], 2),
+                    ("x", vec![("a", 42)], 2),
+                ]),
+            },
+            SeqBatch {
+                seq: 1,
+                batch: rows(&[
+                    ("x", vec![("a", 10), ("b", 11)], 2),
+                    ("z", vec![("a", 12)], 9),
+                    ("y", vec![("b", 13)], 1),
+                    ("x", vec![("a", 14)], 1),
+                ]),
+            },
+            SeqBatch {
+                seq: 7,
+                batch: rows(&[("y", vec![("a", 70)], 1), ("z", vec![("a", 71)], 3)]),
+            },
+        ];
+        let schema = arrow_schema(&cols());
+        let ranked = ranked_batches(&writes, &schema).expect("ranked");
+        let scan = || {
+            let mem = MemTable::try_new(ranked_schema(&schema), vec![ranked.clone()]);
+            LogicalPlanBuilder::scan("t", provider_as_source(Arc::new(mem.expect("mem"))), None)
+                .expect("scan")
+        };
+        let ctx = SessionContext::new();
+        let collect = |plan: LogicalPlan| {
+            let ctx = ctx.clone();
+            async move {
+                let df = ctx.execute_logical_plan(plan).await.expect("exec");
+                df.collect().await.expect("collect")
+            }
+        };
+        let by_series = |b: LogicalPlanBuilder, write_order: bool| {
+            let mut order = vec![
+                ident("host").sort(true, true),
+                ident("time").sort(true, true),
+            ];
+            if write_order {
+                order.push(ident(SEQ_COLUMN).sort(true, false));
+                order.push(ident(ROW_COLUMN).sort(true, false));
+            }
+            b.sort(order).expect("sort").build().expect("plan")
+        };
+        let aggregated = dedup_plan(scan(), &cols()).expect("dedup");
+        let expected = collect(by_series(LogicalPlanBuilder::from(aggregated), false)).await;
+        let sorted = collect(by_series(scan(), true)).await;
+        let sorted =
+            arrow::compute::concat_batches(&ranked_schema(&schema), &sorted).expect("concat");
+        let text = |b: &[RecordBatch]| pretty_format_batches(b).expect("fmt").to_string();
+        // In one batch, and cut into batches of every size (runs cross the cuts).
+        for size in 1..=sorted.num_rows() {
+            let pieces: Vec<RecordBatch> = (0..sorted.num_rows())
+                .step_by(size)
+                .map(|at| sorted.slice(at, size.min(sorted.num_rows() - at)))
+                .collect();
+            let merged = merge_sorted_runs(pieces, &cols(), &schema).expect("merge");
+            assert_eq!(text(&merged), text(&expected), "batches of {size} rows");
+        }
+        let want = "\
++------+-------------------------------+----+----+
+| host | time                          | a  | b  |
++------+-------------------------------+----+----+
+| x    | 1970-01-01T00:00:00.000000001 | 14 |    |
+| x    | 1970-01-01T00:00:00.000000002 | 42 | 41 |
+| y    | 1970-01-01T00:00:00.000000001 | 70 | 13 |
+| z    | 1970-01-01T00:00:00.000000003 | 71 |    |
+| z    | 1970-01-01T00:00:00.000000009 | 12 |    |
++------+-------------------------------+----+----+";
+        assert_eq!(text(&expected), want);
     }
 }

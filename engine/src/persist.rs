@@ -43,9 +43,9 @@ use parquet::schema::types::ColumnPath;
 use strata_catalog::{ColumnDef, ColumnKind, FieldType, Tier};
 
 use crate::buffer::FrozenChunk;
-use crate::dedup::{dedup_plan, ranked_batches, ranked_schema, to_table_schema};
+use crate::dedup::{merge_sorted_runs, ranked_batches, ranked_schema, to_table_schema};
 use crate::rollup::bucket_expr;
-use crate::schema::{TIME_COLUMN, arrow_schema};
+use crate::schema::{ROW_COLUMN, SEQ_COLUMN, TIME_COLUMN, arrow_schema};
 
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;
@@ -124,19 +124,27 @@ pub fn writer_properties(columns: &[ColumnDef]) -> WriterProperties {
     b.set_sorting_columns(Some(sorting)).build()
 }
 
-/// Deduplicates and sorts a frozen chunk with DataFusion ([`file_order`]). Returns batches
-/// in the table schema for `columns`.
+/// Deduplicates and sorts a frozen chunk ([`file_order`]). Returns batches in the table
+/// schema for `columns`.
+///
+/// DataFusion sorts; where rows may repeat a (series, time), the sort also orders by write
+/// (`__seq`, `__row`) and [`merge_sorted_runs`] folds each run of repeats. Deduplicating
+/// with an aggregate (as queries over overlapping data do) took more CPU than the whole
+/// rest of the write path when concurrent writers deliver a series' points out of order.
 pub async fn dedup_sorted(
     ctx: &SessionContext,
     chunk: &FrozenChunk,
     columns: &[ColumnDef],
 ) -> datafusion::common::Result<(SchemaRef, Vec<RecordBatch>)> {
     let schema = arrow_schema(columns);
-    let deduped = if chunk.stats.may_overlap {
-        let ranked = ranked_batches(&chunk.batches, &schema)?;
-        let mem = MemTable::try_new(ranked_schema(&schema), vec![ranked])?;
-        let scan = LogicalPlanBuilder::scan("chunk", provider_as_source(Arc::new(mem)), None)?;
-        dedup_plan(scan, columns)?
+    let mut order = file_order(Tier::Hot, columns);
+    let (input, input_schema) = if chunk.stats.may_overlap {
+        order.push(ident(SEQ_COLUMN).sort(true, false));
+        order.push(ident(ROW_COLUMN).sort(true, false));
+        (
+            ranked_batches(&chunk.batches, &schema)?,
+            ranked_schema(&schema),
+        )
     } else {
         // No (series, time) repeats in the chunk: sorting is all it needs.
         let batches = chunk
@@ -144,14 +152,17 @@ pub async fn dedup_sorted(
             .iter()
             .map(|b| to_table_schema(&b.batch, &schema))
             .collect::<datafusion::common::Result<Vec<_>>>()?;
-        let mem = MemTable::try_new(Arc::clone(&schema), vec![batches])?;
-        LogicalPlanBuilder::scan("chunk", provider_as_source(Arc::new(mem)), None)?.build()?
+        (batches, Arc::clone(&schema))
     };
-    let plan = LogicalPlanBuilder::from(deduped)
-        .sort(file_order(Tier::Hot, columns))?
+    let mem = MemTable::try_new(Arc::clone(&input_schema), vec![input])?;
+    let plan = LogicalPlanBuilder::scan("chunk", provider_as_source(Arc::new(mem)), None)?
+        .sort(order)?
         .build()?;
-    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
-    Ok((schema, batches))
+    let sorted = ctx.execute_logical_plan(plan).await?.collect().await?;
+    if !chunk.stats.may_overlap {
+        return Ok((schema, sorted));
+    }
+    Ok((schema.clone(), merge_sorted_runs(sorted, columns, &schema)?))
 }
 
 /// Encodes batches (in [`file_order`] for slices of `slice` ns) as one Parquet file, a new

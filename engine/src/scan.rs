@@ -290,19 +290,7 @@ pub fn sources_plan(
             );
         }
         for f in &dedup_files {
-            let t = FileSet::new(Arc::clone(schema), vec![(*f).clone()]);
-            let mut exprs: Vec<Expr> = columns.iter().map(|c| ident(&c.name)).collect();
-            exprs.push(lit(ScalarValue::UInt64(Some(f.max_seq))).alias(SEQ_COLUMN));
-            exprs.push(lit(ScalarValue::UInt32(Some(0))).alias(ROW_COLUMN));
-            sources.push(
-                LogicalPlanBuilder::scan(
-                    format!("file_{}", f.id.0),
-                    provider_as_source(Arc::new(t)),
-                    None,
-                )?
-                .project(exprs)?
-                .build()?,
-            );
+            sources.push(ranked_file(schema, columns, f)?);
         }
         let mut b = LogicalPlanBuilder::from(sources.remove(0));
         for s in sources {
@@ -325,6 +313,47 @@ pub fn sources_plan(
         files_deduplicated: dedup_files.len(),
         hot_deduplicated: hot_dedup.len(),
     })
+}
+
+/// The rows of file `f` with the ranking columns of last-write-wins: its `max_seq` for
+/// every row (a file holds one row per series and time, so no `__row` is needed).
+fn ranked_file(
+    schema: &SchemaRef,
+    columns: &[ColumnDef],
+    f: &ParquetFileMeta,
+) -> Result<LogicalPlan> {
+    let t = FileSet::new(Arc::clone(schema), vec![f.clone()]);
+    let mut exprs: Vec<Expr> = columns.iter().map(|c| ident(&c.name)).collect();
+    exprs.push(lit(ScalarValue::UInt64(Some(f.max_seq))).alias(SEQ_COLUMN));
+    exprs.push(lit(ScalarValue::UInt32(Some(0))).alias(ROW_COLUMN));
+    LogicalPlanBuilder::scan(
+        format!("file_{}", f.id.0),
+        provider_as_source(Arc::new(t)),
+        None,
+    )?
+    .project(exprs)?
+    .build()
+}
+
+/// Every row of `files` (of one tier) with the ranking columns, sorted by `order` then
+/// write order: the input of [`crate::dedup::merge_sorted_runs`], for compaction.
+pub fn ranked_sorted_plan(
+    schema: &SchemaRef,
+    columns: &[ColumnDef],
+    files: &[&ParquetFileMeta],
+    mut order: Vec<datafusion::logical_expr::SortExpr>,
+) -> Result<LogicalPlan> {
+    let mut parts = files.iter().map(|f| ranked_file(schema, columns, f));
+    let first = parts.next().ok_or_else(|| {
+        datafusion::error::DataFusionError::Internal("no files to read".to_string())
+    })??;
+    let mut b = LogicalPlanBuilder::from(first);
+    for p in parts {
+        b = b.union(p?)?;
+    }
+    order.push(ident(SEQ_COLUMN).sort(true, false));
+    order.push(ident(ROW_COLUMN).sort(true, false));
+    b.sort(order)?.build()
 }
 
 /// Which sources share a window with another source.

@@ -16,9 +16,10 @@ use datafusion::prelude::ident;
 use object_store::ObjectStoreExt;
 use strata_catalog::{FileId, ParquetFileMeta, PendingDelete, TableDef, Tier};
 
+use crate::dedup::merge_sorted_runs;
 use crate::paths::ParquetFilePath;
 use crate::rollup::{floor_to, rollup_columns, rollup_plan, tier_columns};
-use crate::scan::sources_plan;
+use crate::scan::{ranked_sorted_plan, sources_plan};
 use crate::schema::{TIME_COLUMN, arrow_schema};
 use crate::{Engine, Error, HotPiece, Result, TableSnapshot, persist, time_range};
 
@@ -522,16 +523,22 @@ impl Engine {
     ) -> Result<()> {
         let columns = tier_columns(tier, &snap.columns);
         let schema = arrow_schema(&columns);
-        let sources = sources_plan(&schema, &columns, files, &[], &[])?;
-        let plan = datafusion::logical_expr::LogicalPlanBuilder::from(sources.plan)
-            .sort(persist::file_order(tier, &columns))?
-            .build()?;
-        let batches = self
+        // Files that share times may repeat a (series, time): sorted with the write order
+        // last, repeats are adjacent and merged in one pass (an aggregate took gigabytes
+        // and minutes for a day of raw rows).
+        let plan = ranked_sorted_plan(
+            &schema,
+            &columns,
+            files,
+            persist::file_order(tier, &columns),
+        )?;
+        let sorted = self
             .rollup_df
             .execute_logical_plan(plan)
             .await?
             .collect()
             .await?;
+        let batches = merge_sorted_runs(sorted, &columns, &schema)?;
         let max_seq = files.iter().map(|f| f.max_seq).max().unwrap_or(0);
         let meta = self
             .write_tier_file(snap, tier, (lo, hi), columns, batches, max_seq, now)

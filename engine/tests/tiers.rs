@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Array, AsArray, Float64Array, Int64Array};
-use arrow::datatypes::{Int32Type, TimestampNanosecondType};
+use arrow::datatypes::{Float64Type, Int32Type, TimestampNanosecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use strata_catalog::{ParquetFileMeta, Tier};
 use strata_engine::clock::ManualClock;
@@ -377,4 +377,105 @@ fn walk(dir: &Path) -> usize {
             }
         })
         .sum()
+}
+
+/// Raw files of one compaction window that repeat points: the compacted file keeps one
+/// row per point, each field from the latest write that set it, in file order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_the_latest_write_of_each_field_of_a_repeated_point() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(T0 + 2 * DAY);
+    let e = Engine::open(config(dir.path()), Arc::clone(&clock) as _)
+        .await
+        .expect("open")
+        .0;
+    let two = |host: &str, t: i64, usage: Option<f64>, idle: Option<f64>| Point {
+        fields: usage
+            .map(|v| ("usage".into(), FieldValue::F64(v)))
+            .into_iter()
+            .chain(idle.map(|v| ("idle".into(), FieldValue::F64(v))))
+            .collect(),
+        ..point(host, 0.0, t)
+    };
+    // Seven files in the first 12 hours: each write of the 8.3 hours of steps makes a
+    // file in each of two 6-hour chunks.
+    let steps: Vec<i64> = (0..3000).map(|i| T0 + i * 10 * SEC).collect();
+    let first: Vec<Point> = steps
+        .iter()
+        .flat_map(|&t| ["a", "b"].map(|h| two(h, t, Some(1.0), Some(5.0))))
+        .collect();
+    write(&e, first).await;
+    e.persist(true).await.expect("persist");
+    // Rewrites of every third step of host a: usage only (idle stays 5), then usage again.
+    for v in [10.0, 20.0] {
+        let again: Vec<Point> = steps
+            .iter()
+            .step_by(3)
+            .map(|&t| two("a", t, Some(v), None))
+            .collect();
+        write(&e, again).await;
+        e.persist(true).await.expect("persist");
+    }
+    // And one of host b: idle only.
+    write(&e, vec![two("b", T0 + 7 * HOUR, None, Some(7.0))]).await;
+    e.persist(true).await.expect("persist");
+    assert_eq!(files(&e, Tier::Hot).len(), 7);
+
+    e.maintain_tiers().await.expect("maintain");
+    let raw = files(&e, Tier::Hot);
+    assert_eq!(raw.len(), 1, "{raw:?}");
+    let file = std::fs::File::open(dir.path().join(&raw[0].path)).expect("file");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let mut rows = Vec::new();
+    for b in reader {
+        let b = b.expect("batch");
+        let host = b
+            .column_by_name("host")
+            .expect("host")
+            .as_dictionary::<Int32Type>();
+        let hosts = host.values().as_string::<i32>();
+        let time = b
+            .column_by_name("time")
+            .expect("time")
+            .as_primitive::<TimestampNanosecondType>();
+        let f = |n: &str| {
+            b.column_by_name(n)
+                .expect(n)
+                .as_primitive::<Float64Type>()
+                .clone()
+        };
+        let (usage, idle) = (f("usage"), f("idle"));
+        for i in 0..b.num_rows() {
+            let get = |a: &Float64Array| (!a.is_null(i)).then(|| a.value(i));
+            rows.push((
+                hosts.value(host.keys().value(i) as usize).to_string(),
+                time.value(i),
+                get(&usage),
+                get(&idle),
+            ));
+        }
+    }
+    let mut want: Vec<(String, i64, Option<f64>, Option<f64>)> = Vec::new();
+    for h in ["a", "b"] {
+        for (i, &t) in steps.iter().enumerate() {
+            let usage = if h == "a" && i % 3 == 0 { 20.0 } else { 1.0 };
+            let idle = if h == "b" && t == T0 + 7 * HOUR {
+                7.0
+            } else {
+                5.0
+            };
+            want.push((h.to_string(), t, Some(usage), Some(idle)));
+        }
+    }
+    // File order: 3-hour slices, then host and time.
+    want.sort_by_key(|(h, t, _, _)| (t.div_euclid(3 * HOUR), h.clone(), *t));
+    assert_eq!(rows.len(), want.len());
+    assert!(
+        rows == want,
+        "first difference at {:?}",
+        rows.iter().zip(&want).position(|(a, b)| a != b)
+    );
 }
