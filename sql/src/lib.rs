@@ -79,6 +79,27 @@ pub struct Described {
     pub parameters: Vec<Field>,
 }
 
+/// A query planned against the data as it is now, ready to run once
+/// ([`QueryEngine::prepare`], [`QueryEngine::run_prepared`]). Its tables are the snapshot
+/// taken when it was planned: a frontend that runs it later answers as of that moment.
+pub struct Prepared {
+    pub described: Described,
+    db: String,
+    sql: String,
+    ctx: SessionContext,
+    frame: datafusion::dataframe::DataFrame,
+}
+
+impl Prepared {
+    pub fn db(&self) -> &str {
+        &self.db
+    }
+
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
 /// Query limits and resources.
 #[derive(Debug, Clone)]
 pub struct QueryConfig {
@@ -372,10 +393,24 @@ impl QueryEngine {
                 parameters: Vec::new(),
             });
         }
+        Ok(self.plan_statement(db, sql).await?.described)
+    }
+
+    /// Plans `sql` to run later with [`Self::run_prepared`]; `None` for a command (see
+    /// [`commands`]), which only runs through [`Self::query`]. Refuses what
+    /// [`Self::query`] refuses.
+    pub async fn prepare(&self, db: &str, sql: &str) -> Result<Option<Prepared>> {
+        if self.command_schema(sql).is_some() {
+            return Ok(None);
+        }
+        self.plan_statement(db, sql).await.map(Some)
+    }
+
+    async fn plan_statement(&self, db: &str, sql: &str) -> Result<Prepared> {
         let ctx = self.session(db)?;
-        let df = ctx.sql_with_options(sql, sql_options()).await?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let found = ordered_parameters(df.logical_plan())?;
+        let frame = ctx.sql_with_options(sql, sql_options()).await?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let found = ordered_parameters(frame.logical_plan())?;
         let parameters = found
             .into_iter()
             .map(|(id, f)| {
@@ -383,7 +418,28 @@ impl QueryEngine {
                 Field::new(id, dt, true)
             })
             .collect();
-        Ok(Described { schema, parameters })
+        Ok(Prepared {
+            described: Described { schema, parameters },
+            db: db.to_string(),
+            sql: sql.to_string(),
+            ctx,
+            frame,
+        })
+    }
+
+    /// Runs a [`Prepared`] query with values for its placeholders, like
+    /// [`Self::query_with_params`] without planning the SQL again.
+    pub async fn run_prepared(
+        &self,
+        prepared: Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+        let started = Instant::now();
+        let logged = self.logged(&prepared.db, &prepared.sql);
+        let work = Work::Frame(Box::new(prepared.frame), params);
+        let result = self.start(prepared.ctx, work, logged).await;
+        Self::count(started, &result);
+        result
     }
 
     /// A `system.queries` entry for a query starting now.
@@ -503,9 +559,11 @@ impl Logged {
     }
 }
 
-/// What a query task plans: SQL text (with placeholder values) or a ready plan.
+/// What a query task plans: SQL text or a planned statement (with placeholder values), or
+/// a ready plan.
 enum Work {
     Sql(String, Vec<ScalarValue>),
+    Frame(Box<datafusion::dataframe::DataFrame>, Vec<ScalarValue>),
     Plan(Box<datafusion::logical_expr::LogicalPlan>),
 }
 
@@ -514,14 +572,18 @@ async fn plan(
     work: Work,
     logged: Option<Logged>,
 ) -> Result<(SchemaRef, SendableRecordBatchStream)> {
+    let with_params = |df: datafusion::dataframe::DataFrame, params: Vec<ScalarValue>| {
+        if params.is_empty() {
+            Ok(df)
+        } else {
+            df.with_param_values(params)
+        }
+    };
     let df = match work {
         Work::Sql(sql, params) => {
-            let mut df = ctx.sql_with_options(&sql, sql_options()).await?;
-            if !params.is_empty() {
-                df = df.with_param_values(params)?;
-            }
-            df
+            with_params(ctx.sql_with_options(&sql, sql_options()).await?, params)?
         }
+        Work::Frame(df, params) => with_params(*df, params)?,
         Work::Plan(plan) => {
             sql_options().verify_plan(&plan)?;
             ctx.execute_logical_plan(*plan).await?

@@ -248,6 +248,51 @@ async fn statements_prepared_statements_and_errors() {
     assert_eq!(rows(&sql(&mut c, "SELECT 2").await), 1);
 }
 
+/// `GetFlightInfo` plans; the first `DoGet` of its ticket runs that plan, as of the
+/// `GetFlightInfo`; a ticket used again plans its SQL again and sees later writes.
+#[tokio::test]
+async fn a_ticket_runs_the_plan_made_for_it_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(dir.path(), &[]).await;
+    let start = write_fleet(&s).await;
+    let mut c = client(&s.flight, "fleet").await;
+    let count = |b: &[RecordBatch]| {
+        b[0].column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("count")
+            .value(0)
+    };
+    let info = c
+        .execute("SELECT count(*) AS n FROM cpu".to_string(), None)
+        .await
+        .expect("execute");
+    let r = s
+        .write_lp("fleet", format!("cpu,host=c usage=1.0 {start}\n"))
+        .await;
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    assert_eq!(
+        count(&fetch(&mut c, info.clone()).await),
+        20,
+        "as of GetFlightInfo"
+    );
+    assert_eq!(count(&fetch(&mut c, info).await), 21, "planned again");
+
+    // Prepared statements too: each execution plans, then runs that plan.
+    let mut p = c
+        .prepare("SELECT count(*) AS n FROM cpu".to_string(), None)
+        .await
+        .expect("prepare");
+    let info = p.execute().await.expect("execute");
+    let r = s
+        .write_lp("fleet", format!("cpu,host=d usage=1.0 {start}\n"))
+        .await;
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    assert_eq!(count(&fetch(&mut c, info).await), 21);
+    let info = p.execute().await.expect("execute");
+    assert_eq!(count(&fetch(&mut c, info).await), 22);
+}
+
 #[tokio::test]
 async fn metadata_commands() {
     let dir = tempfile::tempdir().expect("tempdir");

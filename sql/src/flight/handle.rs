@@ -2,8 +2,11 @@
 //! parameters — so `DoGet` and prepared statements need no state on the server: any
 //! ticket works on any Strata process, after a restart, forever (Grafana caches them).
 //!
-//! Format: JSON `{"db": "...", "sql": "...", "params": "<base64 Arrow IPC stream>"}`,
-//! `params` present only once parameters were bound (one row, one column per `$n`).
+//! Format: JSON `{"db": "...", "sql": "...", "params": "<base64 Arrow IPC stream>",
+//! "plan": <number>}`, `params` present only once parameters were bound (one row, one
+//! column per `$n`). A ticket from `GetFlightInfo` also names the plan it made (`plan`),
+//! which its first `DoGet` runs if this process still holds it; otherwise the SQL is
+//! planned again.
 //!
 //! Also here: InfluxDB 3's plain JSON ticket `{"database", "sql_query", "query_type"}`,
 //! what `influxdb3-python` and the other InfluxDB 3 clients send to `DoGet`.
@@ -26,6 +29,8 @@ pub struct StatementHandle {
     pub sql: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     params: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<u64>,
 }
 
 impl StatementHandle {
@@ -34,6 +39,7 @@ impl StatementHandle {
             db: db.into(),
             sql: sql.into(),
             params: None,
+            plan: None,
         }
     }
 
@@ -67,6 +73,7 @@ impl StatementHandle {
         };
         Ok(Self {
             params,
+            plan: None,
             ..self.clone()
         })
     }

@@ -4,6 +4,8 @@
 //! - The database comes from the `database` header (aliases `bucket`, `bucket-name`),
 //!   default [`DEFAULT_DATABASE`], and travels inside every ticket and handle
 //!   ([`handle`]), so `DoGet` and prepared statements are stateless.
+//! - `GetFlightInfo` plans the statement and holds the plan for its ticket's `DoGet`
+//!   ([`plans`]); a ticket whose plan is gone plans its SQL again.
 //! - Results go through [`crate::normalize`], the advertised schema and every batch alike.
 //! - `DoGet` also takes InfluxDB 3's JSON ticket `{"database","sql_query","query_type"}`.
 //! - The handshake accepts zero or one message, Basic (padded or not) or Bearer
@@ -15,6 +17,7 @@
 
 mod handle;
 mod info;
+mod plans;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -110,6 +113,7 @@ pub struct FlightSqlServer {
     query: QueryEngine,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
+    plans: plans::Plans,
 }
 
 impl FlightSqlServer {
@@ -120,6 +124,7 @@ impl FlightSqlServer {
             sql_info: info::sql_info(&ctx).map_err(arrow)?,
             xdbc: info::xdbc_types().map_err(arrow)?,
             query,
+            plans: plans::Plans::default(),
         })
     }
 
@@ -128,14 +133,32 @@ impl FlightSqlServer {
         Ok(normalize::schema(&d.schema))
     }
 
-    /// Runs a statement and streams its normalised result.
+    /// Plans a statement for `GetFlightInfo`: its FlightInfo, whose ticket runs this plan.
+    async fn planned_info(
+        &self,
+        mut h: StatementHandle,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = match self.query.prepare(&h.db, &h.sql).await.map_err(status)? {
+            Some(p) => {
+                let schema = normalize::schema(&p.described.schema);
+                h.plan = Some(self.plans.hold(p));
+                schema
+            }
+            None => self.describe(&h).await?,
+        };
+        self.statement_info(&h, &schema, descriptor)
+    }
+
+    /// Runs a statement (its held plan if it has one) and streams its normalised result.
     async fn run(&self, h: StatementHandle) -> Result<BoxStream<FlightData>, Status> {
         let params = h.params()?;
-        let (schema, stream) = self
-            .query
-            .query_with_params(&h.db, &h.sql, params)
-            .await
-            .map_err(status)?;
+        let held = h.plan.and_then(|id| self.plans.take(id, &h.db, &h.sql));
+        let (schema, stream) = match held {
+            Some(p) => self.query.run_prepared(p, params).await,
+            None => self.query.query_with_params(&h.db, &h.sql, params).await,
+        }
+        .map_err(status)?;
         let schema = normalize::schema(&schema);
         let target = Arc::clone(&schema);
         let batches = stream.map(move |b| {
@@ -376,8 +399,7 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = Caller::of(request.metadata());
         let h = StatementHandle::new(caller.database, query.query);
-        let schema = self.describe(&h).await?;
-        self.statement_info(&h, &schema, request.into_inner())
+        self.planned_info(h, request.into_inner()).await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -386,8 +408,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let h = StatementHandle::decode(&cmd.prepared_statement_handle)?;
-        let schema = self.describe(&h).await?;
-        self.statement_info(&h, &schema, request.into_inner())
+        self.planned_info(h, request.into_inner()).await
     }
 
     async fn do_get_statement(
