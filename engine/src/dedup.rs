@@ -22,7 +22,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::Result;
 use datafusion::functions_aggregate::first_last::last_value_udaf;
 use datafusion::logical_expr::expr::NullTreatment;
-use datafusion::logical_expr::{ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, cast};
+use datafusion::logical_expr::{ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, SortExpr, cast};
 use datafusion::prelude::{Expr, ident};
 use strata_catalog::{ColumnDef, ColumnKind};
 
@@ -69,13 +69,19 @@ pub fn ranked_batches(batches: &[SeqBatch], table: &SchemaRef) -> Result<Vec<Rec
         .collect()
 }
 
+/// `order` then write order (`__seq`, `__row`): the sort of ranked rows that makes the
+/// repeats of a point adjacent and oldest first, for [`merge_sorted_runs`] (when `order`
+/// ends with the tags and `time`).
+pub fn then_write_order(mut order: Vec<SortExpr>) -> Vec<SortExpr> {
+    order.push(ident(SEQ_COLUMN).sort(true, false));
+    order.push(ident(ROW_COLUMN).sort(true, false));
+    order
+}
+
 /// Last-write-wins over `input`, whose rows have the table's columns plus `__seq` and
 /// `__row`. The output has exactly the table's columns, in order, with the table's types.
 pub fn dedup_plan(input: LogicalPlanBuilder, columns: &[ColumnDef]) -> Result<LogicalPlan> {
-    let order = vec![
-        ident(SEQ_COLUMN).sort(true, false),
-        ident(ROW_COLUMN).sort(true, false),
-    ];
+    let order = then_write_order(Vec::new());
     let group: Vec<Expr> = columns
         .iter()
         .filter(|c| !matches!(c.kind, ColumnKind::Field(_)))

@@ -43,9 +43,11 @@ use parquet::schema::types::ColumnPath;
 use strata_catalog::{ColumnDef, ColumnKind, FieldType, Tier};
 
 use crate::buffer::FrozenChunk;
-use crate::dedup::{merge_sorted_runs, ranked_batches, ranked_schema, to_table_schema};
+use crate::dedup::{
+    merge_sorted_runs, ranked_batches, ranked_schema, then_write_order, to_table_schema,
+};
 use crate::rollup::bucket_expr;
-use crate::schema::{ROW_COLUMN, SEQ_COLUMN, TIME_COLUMN, arrow_schema};
+use crate::schema::{TIME_COLUMN, arrow_schema};
 
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;
@@ -139,8 +141,7 @@ pub async fn dedup_sorted(
     let schema = arrow_schema(columns);
     let mut order = file_order(Tier::Hot, columns);
     let (input, input_schema) = if chunk.stats.may_overlap {
-        order.push(ident(SEQ_COLUMN).sort(true, false));
-        order.push(ident(ROW_COLUMN).sort(true, false));
+        order = then_write_order(order);
         (
             ranked_batches(&chunk.batches, &schema)?,
             ranked_schema(&schema),

@@ -33,7 +33,7 @@ use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, lit,
+    Expr, LogicalPlan, LogicalPlanBuilder, SortExpr, TableProviderFilterPushDown, lit,
 };
 use datafusion::physical_plan::execution_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
@@ -47,7 +47,9 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use strata_catalog::{ColumnDef, ParquetFileMeta, Tier};
 
 use crate::HotPiece;
-use crate::dedup::{dedup_plan, project_to_table, ranked_batches, ranked_schema, to_table_schema};
+use crate::dedup::{
+    dedup_plan, project_to_table, ranked_batches, ranked_schema, then_write_order, to_table_schema,
+};
 use crate::schema::{ROW_COLUMN, SEQ_COLUMN};
 
 /// The URL under which the local data store (raw and warm tiers) is registered with
@@ -221,7 +223,8 @@ pub struct SourcesPlan {
     pub hot_deduplicated: usize,
 }
 
-/// Reads `files` (all of one tier) and `hot` as one relation with the table's `columns`.
+/// Reads `files` (all of one tier) and `hot` as one relation with the table's `columns`,
+/// sources that share a window deduplicated by an aggregate ([`dedup_plan`]).
 pub fn sources_plan(
     schema: &SchemaRef,
     columns: &[ColumnDef],
@@ -229,6 +232,66 @@ pub fn sources_plan(
     hot: &[&HotPiece],
     pushed: &[Expr],
 ) -> Result<SourcesPlan> {
+    let mut parts = source_parts(schema, columns, files, hot, pushed)?;
+    if let Some(ranked) = parts.ranked {
+        parts.direct.push(dedup_plan(ranked, columns)?);
+    }
+    Ok(SourcesPlan {
+        plan: union_or_empty(schema, columns, parts.direct)?,
+        files_deduplicated: parts.files_deduplicated,
+        hot_deduplicated: parts.hot_deduplicated,
+    })
+}
+
+/// The input of a job that reads sources whole and deduplicates them with
+/// [`crate::dedup::merge_sorted_runs`] rather than an aggregate.
+#[derive(Debug)]
+pub struct MergeInput {
+    /// Rows that need no deduplication, in the table schema.
+    pub direct: LogicalPlan,
+    /// Rows of sources that share a window, ranked and sorted by the job's order then
+    /// write order.
+    pub ranked: Option<LogicalPlan>,
+}
+
+/// [`sources_plan`] for a job that merges: the sources that share a window come back
+/// ranked and sorted by `order` then write order instead of aggregated.
+pub fn merge_input(
+    schema: &SchemaRef,
+    columns: &[ColumnDef],
+    files: &[&ParquetFileMeta],
+    hot: &[&HotPiece],
+    pushed: &[Expr],
+    order: Vec<SortExpr>,
+) -> Result<MergeInput> {
+    let parts = source_parts(schema, columns, files, hot, pushed)?;
+    let order = then_write_order(order);
+    Ok(MergeInput {
+        direct: union_or_empty(schema, columns, parts.direct)?,
+        ranked: parts
+            .ranked
+            .map(|b| b.sort(order).and_then(|b| b.build()))
+            .transpose()?,
+    })
+}
+
+/// Sources split by whether they need last-write-wins.
+struct SourceParts {
+    /// Plans of rows that need none, each in the table schema (or a subset of columns).
+    direct: Vec<LogicalPlan>,
+    /// The union of the sources that share a window, ranked and filtered.
+    ranked: Option<LogicalPlanBuilder>,
+    files_deduplicated: usize,
+    hot_deduplicated: usize,
+}
+
+fn source_parts(
+    schema: &SchemaRef,
+    columns: &[ColumnDef],
+    files: &[&ParquetFileMeta],
+    hot: &[&HotPiece],
+    pushed: &[Expr],
+) -> Result<SourceParts> {
     let overlapping = overlap_groups(files, hot);
     let filter = conjunction(pushed.to_vec());
     let with_filter = |b: LogicalPlanBuilder| -> Result<LogicalPlanBuilder> {
@@ -276,6 +339,7 @@ pub fn sources_plan(
         .filter(|(i, _)| overlapping.files[*i])
         .map(|(_, f)| *f)
         .collect();
+    let mut ranked = None;
     if !hot_dedup.is_empty() || !dedup_files.is_empty() {
         let mut sources: Vec<LogicalPlan> = Vec::new();
         if !hot_dedup.is_empty() {
@@ -296,8 +360,22 @@ pub fn sources_plan(
         for s in sources {
             b = b.union(s)?;
         }
-        parts.push(dedup_plan(with_filter(b)?, columns)?);
+        ranked = Some(with_filter(b)?);
     }
+    Ok(SourceParts {
+        direct: parts,
+        ranked,
+        files_deduplicated: dedup_files.len(),
+        hot_deduplicated: hot_dedup.len(),
+    })
+}
+
+/// The union of `parts` projected to the table's columns (an empty relation if none).
+fn union_or_empty(
+    schema: &SchemaRef,
+    columns: &[ColumnDef],
+    mut parts: Vec<LogicalPlan>,
+) -> Result<LogicalPlan> {
     let plan = if parts.is_empty() {
         let empty = MemTable::try_new(Arc::clone(schema), vec![vec![]])?;
         LogicalPlanBuilder::scan("empty", provider_as_source(Arc::new(empty)), None)?.build()?
@@ -308,11 +386,7 @@ pub fn sources_plan(
         }
         b.build()?
     };
-    Ok(SourcesPlan {
-        plan: project_to_table(plan, columns)?,
-        files_deduplicated: dedup_files.len(),
-        hot_deduplicated: hot_dedup.len(),
-    })
+    project_to_table(plan, columns)
 }
 
 /// The rows of file `f` with the ranking columns of last-write-wins: its `max_seq` for
@@ -341,7 +415,7 @@ pub fn ranked_sorted_plan(
     schema: &SchemaRef,
     columns: &[ColumnDef],
     files: &[&ParquetFileMeta],
-    mut order: Vec<datafusion::logical_expr::SortExpr>,
+    order: Vec<SortExpr>,
 ) -> Result<LogicalPlan> {
     let mut parts = files.iter().map(|f| ranked_file(schema, columns, f));
     let first = parts.next().ok_or_else(|| {
@@ -351,9 +425,7 @@ pub fn ranked_sorted_plan(
     for p in parts {
         b = b.union(p?)?;
     }
-    order.push(ident(SEQ_COLUMN).sort(true, false));
-    order.push(ident(ROW_COLUMN).sort(true, false));
-    b.sort(order)?.build()
+    b.sort(then_write_order(order))?.build()
 }
 
 /// Which sources share a window with another source.

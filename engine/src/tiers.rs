@@ -8,18 +8,20 @@
 //! and warm files leave only once the next tier has rolled them up.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::lit;
+use datafusion::datasource::{MemTable, provider_as_source};
+use datafusion::logical_expr::{LogicalPlanBuilder, SortExpr, lit};
 use datafusion::prelude::ident;
 use object_store::ObjectStoreExt;
-use strata_catalog::{FileId, ParquetFileMeta, PendingDelete, TableDef, Tier};
+use strata_catalog::{ColumnKind, FileId, ParquetFileMeta, PendingDelete, TableDef, Tier};
 
 use crate::dedup::merge_sorted_runs;
 use crate::paths::ParquetFilePath;
 use crate::rollup::{floor_to, rollup_columns, rollup_plan, tier_columns};
-use crate::scan::{ranked_sorted_plan, sources_plan};
+use crate::scan::{merge_input, ranked_sorted_plan};
 use crate::schema::{TIME_COLUMN, arrow_schema};
 use crate::{Engine, Error, HotPiece, Result, TableSnapshot, persist, time_range};
 
@@ -372,8 +374,30 @@ impl Engine {
             ident(TIME_COLUMN).gt_eq(ts(lo)),
             ident(TIME_COLUMN).lt(ts(hi)),
         ];
-        let sources = sources_plan(&src_schema, &src_columns, &files, &hot, &pushed)?;
-        let plan = rollup_plan(sources.plan, &snap.columns, tier)?;
+        // Sources that share a window are deduplicated by sorting and merging, not by an
+        // aggregate (gigabytes for hours of raw rows).
+        let by_point: Vec<SortExpr> = src_columns
+            .iter()
+            .filter(|c| !matches!(c.kind, ColumnKind::Field(_)))
+            .map(|c| ident(&c.name).sort(true, true))
+            .collect();
+        let input = merge_input(&src_schema, &src_columns, &files, &hot, &pushed, by_point)?;
+        let mut rows = LogicalPlanBuilder::from(input.direct);
+        if let Some(ranked) = input.ranked {
+            let sorted = self
+                .rollup_df
+                .execute_logical_plan(ranked)
+                .await?
+                .collect()
+                .await?;
+            let merged = merge_sorted_runs(sorted, &src_columns, &src_schema)?;
+            let mem = MemTable::try_new(Arc::clone(&src_schema), vec![merged])?;
+            rows = rows.union(
+                LogicalPlanBuilder::scan("merged", provider_as_source(Arc::new(mem)), None)?
+                    .build()?,
+            )?;
+        }
+        let plan = rollup_plan(rows.build()?, &snap.columns, tier)?;
         let batches = self
             .rollup_df
             .execute_logical_plan(plan)

@@ -379,10 +379,11 @@ fn walk(dir: &Path) -> usize {
         .sum()
 }
 
-/// Raw files of one compaction window that repeat points: the compacted file keeps one
-/// row per point, each field from the latest write that set it, in file order.
+/// Raw files of one window that repeat points: the warm tier rolls each point up once,
+/// and the compacted file keeps one row per point, each field from the latest write that
+/// set it, in file order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compaction_keeps_the_latest_write_of_each_field_of_a_repeated_point() {
+async fn rollups_and_compaction_keep_the_latest_write_of_each_field_of_a_point() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(T0 + 2 * DAY);
     let e = Engine::open(config(dir.path()), Arc::clone(&clock) as _)
@@ -422,6 +423,15 @@ async fn compaction_keeps_the_latest_write_of_each_field_of_a_repeated_point() {
     assert_eq!(files(&e, Tier::Hot).len(), 7);
 
     e.maintain_tiers().await.expect("maintain");
+    // Minute 0 of host a: steps 0 to 5, of which 0 and 3 were rewritten to 20.
+    let warm = read_tier(&e, dir.path(), Tier::Warm);
+    let a0 = warm[&("a".to_string(), T0)];
+    assert_eq!(
+        (a0.min, a0.max, a0.sum, a0.count, a0.first, a0.last),
+        (1.0, 20.0, 44.0, 6, 20.0, 1.0)
+    );
+    assert_eq!(warm.len(), 2 * 500, "one row a minute per host");
+
     let raw = files(&e, Tier::Hot);
     assert_eq!(raw.len(), 1, "{raw:?}");
     let file = std::fs::File::open(dir.path().join(&raw[0].path)).expect("file");

@@ -299,6 +299,9 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
                      sum(size_bytes) AS bytes FROM system.parquet_files \
                      WHERE table_name = 'cpu' GROUP BY tier ORDER BY tier";
     let (mut last, mut same_since) = (Vec::new(), Instant::now());
+    // Maintenance CPU as of `same_since`: one rollup or compaction can outlast any quiet
+    // period of the file list, but not without using the maintenance thread.
+    let mut busy_mark = maintenance_cpu_time(pid).unwrap_or_default();
     loop {
         let rows = server.sql(&client, DATABASE, tiers_sql).await?;
         let tiers: Vec<(String, u64, u64, u64)> = rows
@@ -309,11 +312,12 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
                 (tier, n("files"), n("n"), n("bytes"))
             })
             .collect();
-        if tiers != last {
-            (last, same_since) = (tiers, Instant::now());
+        let busy = maintenance_cpu_time(pid).unwrap_or_default();
+        if tiers != last || busy.saturating_sub(busy_mark) > Duration::from_secs(1) {
+            (last, same_since, busy_mark) = (tiers, Instant::now(), busy);
         } else if same_since.elapsed() > Duration::from_secs(30) {
-            // Thirty maintenance passes without a change: longer than one compaction
-            // or rollup of the largest window takes.
+            // Thirty maintenance passes without a change to the files and with the
+            // maintenance thread idle.
             outcome.strata_tiers = last;
             outcome.maintenance_cpu_to_rest = maintenance_cpu_time(pid).unwrap_or_default();
             break;
