@@ -163,7 +163,8 @@ pub async fn dedup_sorted(
     if !chunk.stats.may_overlap {
         return Ok((schema, sorted));
     }
-    Ok((schema.clone(), merge_sorted_runs(sorted, columns, &schema)?))
+    let merged = merge_sorted_runs(sorted, columns, &schema)?;
+    Ok((schema, merged))
 }
 
 /// Encodes batches (in [`file_order`] for slices of `slice` ns) as one Parquet file, a new
