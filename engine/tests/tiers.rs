@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray, Float64Array, Int64Array};
+use arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch};
 use arrow::datatypes::{Float64Type, Int32Type, TimestampNanosecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use strata_catalog::{ParquetFileMeta, Tier};
@@ -92,6 +92,36 @@ fn tier_dir(data: &Path, tier: Tier) -> PathBuf {
     }
 }
 
+/// Every batch of a Parquet file.
+fn read_batches(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader")
+        .map(|b| b.expect("batch"))
+        .collect()
+}
+
+/// The host and time of each row of `b`.
+fn hosts_and_times(b: &RecordBatch) -> Vec<(String, i64)> {
+    let host = b
+        .column_by_name("host")
+        .expect("host")
+        .as_dictionary::<Int32Type>();
+    let hosts = host.values().as_string::<i32>();
+    let time = b
+        .column_by_name("time")
+        .expect("time")
+        .as_primitive::<TimestampNanosecondType>();
+    (0..b.num_rows())
+        .map(|i| {
+            let h = hosts.value(host.keys().value(i) as usize).to_string();
+            (h, time.value(i))
+        })
+        .collect()
+}
+
 /// A rollup tier's rows as its files hold them, overlapping files merged last-write-wins
 /// (higher `max_seq` wins the whole row: a recomputation covers every raw row).
 fn read_tier(e: &Engine, data: &Path, tier: Tier) -> BTreeMap<(String, i64), Agg> {
@@ -107,22 +137,8 @@ fn read_tier(e: &Engine, data: &Path, tier: Tier) -> BTreeMap<(String, i64), Agg
     files.sort_by_key(|f| (f.max_seq, f.id));
     let mut out = BTreeMap::new();
     for f in files {
-        let file = std::fs::File::open(tier_dir(data, tier).join(&f.path)).expect("rollup file");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .expect("parquet")
-            .build()
-            .expect("reader");
-        for b in reader {
-            let b = b.expect("batch");
-            let host = b
-                .column_by_name("host")
-                .expect("host")
-                .as_dictionary::<Int32Type>();
-            let hosts = host.values().as_string::<i32>();
-            let time = b
-                .column_by_name("time")
-                .expect("time")
-                .as_primitive::<TimestampNanosecondType>();
+        for b in read_batches(&tier_dir(data, tier).join(&f.path)) {
+            let keys = hosts_and_times(&b);
             let f64col = |n: &str| -> Float64Array {
                 b.column_by_name(n)
                     .unwrap_or_else(|| panic!("{n}"))
@@ -141,11 +157,10 @@ fn read_tier(e: &Engine, data: &Path, tier: Tier) -> BTreeMap<(String, i64), Agg
                 .expect("count")
                 .as_primitive()
                 .clone();
-            for i in 0..b.num_rows() {
-                let h = hosts.value(host.keys().value(i) as usize).to_string();
+            for (i, key) in keys.into_iter().enumerate() {
                 assert!(!mn.is_null(i), "null min in {}", f.path);
                 out.insert(
-                    (h, time.value(i)),
+                    key,
                     Agg {
                         min: mn.value(i),
                         max: mx.value(i),
@@ -434,23 +449,8 @@ async fn rollups_and_compaction_keep_the_latest_write_of_each_field_of_a_point()
 
     let raw = files(&e, Tier::Hot);
     assert_eq!(raw.len(), 1, "{raw:?}");
-    let file = std::fs::File::open(dir.path().join(&raw[0].path)).expect("file");
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .expect("parquet")
-        .build()
-        .expect("reader");
     let mut rows = Vec::new();
-    for b in reader {
-        let b = b.expect("batch");
-        let host = b
-            .column_by_name("host")
-            .expect("host")
-            .as_dictionary::<Int32Type>();
-        let hosts = host.values().as_string::<i32>();
-        let time = b
-            .column_by_name("time")
-            .expect("time")
-            .as_primitive::<TimestampNanosecondType>();
+    for b in read_batches(&dir.path().join(&raw[0].path)) {
         let f = |n: &str| {
             b.column_by_name(n)
                 .expect(n)
@@ -458,14 +458,9 @@ async fn rollups_and_compaction_keep_the_latest_write_of_each_field_of_a_point()
                 .clone()
         };
         let (usage, idle) = (f("usage"), f("idle"));
-        for i in 0..b.num_rows() {
+        for (i, (host, time)) in hosts_and_times(&b).into_iter().enumerate() {
             let get = |a: &Float64Array| (!a.is_null(i)).then(|| a.value(i));
-            rows.push((
-                hosts.value(host.keys().value(i) as usize).to_string(),
-                time.value(i),
-                get(&usage),
-                get(&idle),
-            ));
+            rows.push((host, time, get(&usage), get(&idle)));
         }
     }
     let mut want: Vec<(String, i64, Option<f64>, Option<f64>)> = Vec::new();
