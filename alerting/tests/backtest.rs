@@ -25,7 +25,7 @@ async fn history(h: &Harness) {
         let mut push = |host: &str, v: f64| {
             points.push(Point {
                 table: "cpu".into(),
-                tags: vec![("host".into(), host.into())],
+                tags: vec![("host".into(), host.into())].into(),
                 fields: vec![("usage_user".into(), FieldValue::F64(v))],
                 time: t,
                 line: 1,

@@ -152,7 +152,7 @@ impl Harness {
             .iter()
             .map(|(host, v)| Point {
                 table: "cpu".into(),
-                tags: vec![("host".into(), (*host).into())],
+                tags: vec![("host".into(), (*host).into())].into(),
                 fields: vec![("usage_user".into(), FieldValue::F64(*v))],
                 time: now,
                 line: 1,

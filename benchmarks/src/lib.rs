@@ -3,13 +3,15 @@
 //! with DuckDB, chDB and InfluxDB 1.x), `spine` (HTTP ingest rate, Parquet bytes per
 //! value, aggregate latency), `kafka` (consumption throughput) and `collect`
 //! (remote_write throughput, scrape overhead).
-//! Micro-benchmarks live in each crate's `benches/`; timing never belongs in tests.
+//! `micro` holds the criterion micro-benchmarks of the hot paths; timing never belongs in
+//! tests.
 
 pub mod alert_backtest;
 pub mod alert_latency;
 pub mod collect;
 pub mod data;
 pub mod kafka;
+pub mod micro;
 pub mod s3;
 pub mod server;
 pub mod tsbs;

@@ -2,7 +2,7 @@
 //! `benchmarks/README.md`.
 
 use clap::{Parser, Subcommand};
-use strata_benchmarks::{alert_backtest, alert_latency, collect, tsbs};
+use strata_benchmarks::{alert_backtest, alert_latency, collect, micro, tsbs};
 
 #[derive(Debug, Parser)]
 #[command(name = "strata-benchmarks", about = "Strata's benchmark harness")]
@@ -24,12 +24,17 @@ enum Cmd {
     RemoteWrite(collect::RemoteWriteOptions),
     /// The server's cost of scraping many node_exporter-like targets.
     Scrape(collect::ScrapeOptions),
+    /// criterion micro-benchmarks of the hot paths (line protocol, engine write, WAL,
+    /// persistence, scan): see `strata_benchmarks::micro`.
+    Micro(micro::Options),
 }
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
     match cli.command {
+        // criterion runs its own runtimes: not from inside this one's worker threads.
+        Cmd::Micro(opts) => tokio::task::block_in_place(|| micro::run(&opts)),
         Cmd::Tsbs(opts) => match tsbs::run(&opts).await {
             Ok((_, report)) => println!("{}", report.display()),
             Err(e) => {

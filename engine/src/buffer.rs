@@ -276,7 +276,7 @@ mod tests {
     fn point(t: i64) -> Point {
         Point {
             table: "cpu".into(),
-            tags: vec![("host".into(), "a".into())],
+            tags: vec![("host".into(), "a".into())].into(),
             fields: vec![("v".into(), FieldValue::F64(1.0))],
             time: t,
             line: 1,
@@ -297,7 +297,7 @@ mod tests {
             let mut p = point(i % 7);
             p.fields = vec![("v".into(), FieldValue::F64(i as f64))];
             if i % 10 == 0 {
-                p.tags.push(("rack".into(), "r1".into()));
+                p.tags = [("host".into(), "a".into()), ("rack".into(), "r1".into())].into();
             }
             let batch = build_batch(&[&p], &columns).expect("batch");
             apply_batch(&mut t, i as u64 + 1, batch, 1_000, 0);
@@ -348,7 +348,7 @@ mod tests {
             apply_batch(t, 1, build_batch(&refs, &cols()).expect("batch"), 100, 0);
         };
         let mut other = point(1);
-        other.tags = vec![("host".into(), "b".into())];
+        other.tags = vec![("host".into(), "b".into())].into();
         apply(&mut t, &[point(1), point(2), other.clone()]);
         apply(&mut t, &[point(3)]);
         assert!(!t.active[&0].stats.may_overlap);

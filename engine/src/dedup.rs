@@ -245,7 +245,7 @@ mod tests {
             .iter()
             .map(|(host, fields, t)| Point {
                 table: "m".into(),
-                tags: vec![("host".into(), (*host).into())],
+                tags: vec![("host".into(), (*host).into())].into(),
                 fields: fields
                     .iter()
                     .map(|(k, v)| ((*k).into(), FieldValue::I64(*v)))

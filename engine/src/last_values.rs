@@ -486,7 +486,7 @@ mod tests {
             .iter()
             .map(|(host, t, v, w)| Point {
                 table: "cpu".into(),
-                tags: vec![("host".into(), (*host).into())],
+                tags: vec![("host".into(), (*host).into())].into(),
                 fields: [("v", v), ("w", w)]
                     .into_iter()
                     .filter_map(|(k, x)| x.map(|x| (k.into(), FieldValue::F64(x))))

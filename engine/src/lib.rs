@@ -53,7 +53,7 @@ use crate::paths::{ParquetFilePath, wal_dir};
 use crate::schema::{TIME_COLUMN, arrow_schema};
 pub use crate::tiers::TierReport;
 use crate::wal::{SegmentWriter, WalRecord};
-pub use crate::write::{FieldValue, Interner, Point, PointLimits, RejectedPoint};
+pub use crate::write::{FieldValue, Interner, Point, PointLimits, RejectedPoint, Tags};
 
 /// Names no database may have: they are schemas of every database.
 pub const RESERVED_DATABASES: [&str; 2] = ["system", "information_schema"];

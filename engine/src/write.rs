@@ -5,9 +5,10 @@ use datafusion::common::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, StringDictionaryBuilder,
-    TimestampNanosecondBuilder, UInt64Builder,
+    ArrayRef, BooleanBuilder, DictionaryArray, Float64Builder, Int32Array, Int64Builder,
+    StringBuilder, TimestampNanosecondBuilder, UInt64Builder,
 };
+use arrow::buffer::NullBufferBuilder;
 use arrow::datatypes::Int32Type;
 use arrow::record_batch::RecordBatch;
 use strata_catalog::{ColumnDef, ColumnKind, FieldType};
@@ -40,12 +41,13 @@ impl FieldValue {
 /// request, used in error messages.
 ///
 /// Names and tag values are shared strings: a parser hands the same `Arc` to every point
-/// of a request that repeats a name (see [`Interner`]), so a point costs two allocations
-/// (its tag and field lists) and checks of a repeated layout compare pointers.
+/// of a request that repeats a name (see [`Interner`]), and the same [`Tags`] to every
+/// point of a request's series, so a point of a known series costs one allocation (its
+/// field list) and checks of a repeated layout compare pointers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     pub table: Arc<str>,
-    pub tags: Vec<(Arc<str>, Arc<str>)>,
+    pub tags: Tags,
     pub fields: Vec<(Arc<str>, FieldValue)>,
     /// Nanoseconds since the Unix epoch, UTC.
     pub time: i64,
@@ -64,6 +66,10 @@ impl Point {
     }
 }
 
+/// A point's tags as `(name, value)`, in the order written: shared by the points of one
+/// series in a request (`vec![…].into()` makes one).
+pub type Tags = Arc<[(Arc<str>, Arc<str>)]>;
+
 /// Strings of one request, each allocated once and shared by the points that repeat it
 /// (measurement, tag and field names, tag values).
 #[derive(Debug, Default)]
@@ -72,11 +78,13 @@ pub struct Interner<'a> {
     /// The string last asked for at each position of a line: lines of one shape repeat
     /// most names in place, and one comparison is cheaper than a hash lookup.
     last: Vec<(&'a str, Arc<str>)>,
+    /// Series by their text as written (a decoder's choice of key): table and tags.
+    series: HashMap<&'a str, (Arc<str>, Tags)>,
 }
 
 impl<'a> Interner<'a> {
-    /// Most distinct strings kept: beyond it (a request of unique tag values) new strings
-    /// are allocated without being remembered.
+    /// Most distinct strings (and series) kept: beyond it (a request of unique tag
+    /// values) new ones are allocated without being remembered.
     const MAX: usize = 1 << 16;
 
     /// [`Self::get`] for the string at position `at` of a line (0, 1, 2, … in the
@@ -94,6 +102,21 @@ impl<'a> Interner<'a> {
             self.last.push((s, Arc::clone(&a)));
         }
         a
+    }
+
+    /// The table and tags of a series seen before in the request, by its text.
+    pub fn series(&self, text: &str) -> Option<(Arc<str>, Tags)> {
+        self.series
+            .get(text)
+            .map(|(table, tags)| (Arc::clone(table), Arc::clone(tags)))
+    }
+
+    /// Remembers what a series' text parsed to (up to [`Self::MAX`] series).
+    pub fn keep_series(&mut self, text: &'a str, table: &Arc<str>, tags: &Tags) {
+        if self.series.len() < Self::MAX {
+            self.series
+                .insert(text, (Arc::clone(table), Arc::clone(tags)));
+        }
     }
 
     /// `s` as a shared string: the request's copy if it has one.
@@ -306,8 +329,54 @@ fn conflict(table: &str, name: &str, have: ColumnKind, got: ColumnKind) -> Strin
     }
 }
 
-enum ColBuilder {
-    Tag(StringDictionaryBuilder<Int32Type>),
+/// A tag column: dictionary keys, and each distinct value once.
+struct TagBuilder<'a> {
+    keys: Vec<i32>,
+    nulls: NullBufferBuilder,
+    values: StringBuilder,
+    index: HashMap<&'a str, i32>,
+}
+
+impl<'a> TagBuilder<'a> {
+    fn new(cap: usize) -> Self {
+        Self {
+            keys: Vec::with_capacity(cap),
+            nulls: NullBufferBuilder::new(cap),
+            values: StringBuilder::with_capacity(64, 1024),
+            index: HashMap::default(),
+        }
+    }
+
+    /// The key of `value` (added to the values when new); `None` for an empty value (a
+    /// missing tag equals an empty one).
+    fn key(&mut self, value: &'a str) -> Option<i32> {
+        if value.is_empty() {
+            return None;
+        }
+        if let Some(k) = self.index.get(value) {
+            return Some(*k);
+        }
+        let k = self.index.len() as i32;
+        self.values.append_value(value);
+        self.index.insert(value, k);
+        Some(k)
+    }
+
+    fn append_key(&mut self, key: Option<i32>) {
+        self.keys.push(key.unwrap_or(0));
+        self.nulls.append(key.is_some());
+    }
+
+    fn finish(mut self) -> ArrayRef {
+        let keys = Int32Array::new(self.keys.into(), self.nulls.finish());
+        let values: ArrayRef = Arc::new(self.values.finish());
+        // Every key was handed out by `key`, so each is in range.
+        Arc::new(DictionaryArray::<Int32Type>::new(keys, values))
+    }
+}
+
+enum ColBuilder<'a> {
+    Tag(TagBuilder<'a>),
     Time(TimestampNanosecondBuilder),
     F64(Float64Builder),
     I64(Int64Builder),
@@ -316,12 +385,12 @@ enum ColBuilder {
     Str(StringBuilder),
 }
 
-impl ColBuilder {
+impl ColBuilder<'_> {
     fn new(kind: ColumnKind, cap: usize) -> Self {
         match kind {
             // Keys sized for the batch: grown by doubling from the default, a 10,000-row
             // batch held 16,384 keys per tag (2.5 bytes a value of the TSBS hot table).
-            ColumnKind::Tag => Self::Tag(StringDictionaryBuilder::with_capacity(cap, 64, 1024)),
+            ColumnKind::Tag => Self::Tag(TagBuilder::new(cap)),
             ColumnKind::Time => Self::Time(TimestampNanosecondBuilder::with_capacity(cap)),
             ColumnKind::Field(FieldType::Float) => Self::F64(Float64Builder::with_capacity(cap)),
             ColumnKind::Field(FieldType::Integer) => Self::I64(Int64Builder::with_capacity(cap)),
@@ -336,7 +405,7 @@ impl ColBuilder {
     fn len(&self) -> usize {
         use arrow::array::ArrayBuilder;
         match self {
-            Self::Tag(b) => b.len(),
+            Self::Tag(b) => b.keys.len(),
             Self::Time(b) => b.len(),
             Self::F64(b) => b.len(),
             Self::I64(b) => b.len(),
@@ -348,7 +417,7 @@ impl ColBuilder {
 
     fn append_null(&mut self) {
         match self {
-            Self::Tag(b) => b.append_null(),
+            Self::Tag(b) => b.append_key(None),
             Self::Time(b) => b.append_null(),
             Self::F64(b) => b.append_null(),
             Self::I64(b) => b.append_null(),
@@ -372,7 +441,7 @@ impl ColBuilder {
 
     fn finish(self) -> ArrayRef {
         match self {
-            Self::Tag(mut b) => Arc::new(b.finish()),
+            Self::Tag(b) => b.finish(),
             Self::Time(mut b) => Arc::new(b.finish()),
             Self::F64(mut b) => Arc::new(b.finish()),
             Self::I64(mut b) => Arc::new(b.finish()),
@@ -414,8 +483,8 @@ impl<'a> Slots<'a> {
 /// Builds one record batch from validated points of one table. The batch has the
 /// table's columns that these points use (plus `time`), in table order. An empty tag
 /// value is stored as null: a missing tag equals an empty one.
-pub(crate) fn build_batch(
-    points: &[&Point],
+pub(crate) fn build_batch<'a>(
+    points: &[&'a Point],
     table_columns: &[ColumnDef],
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
     let mut used: Vec<bool> = vec![false; table_columns.len()];
@@ -445,22 +514,45 @@ pub(crate) fn build_batch(
         .iter()
         .position(|c| c.kind == ColumnKind::Time)
         .ok_or_else(|| arrow::error::ArrowError::SchemaError("table has no time column".into()))?;
-    let mut builders: Vec<ColBuilder> = cols
+    let mut builders: Vec<ColBuilder<'a>> = cols
         .iter()
         .map(|c| ColBuilder::new(c.kind, points.len()))
         .collect();
+    // The dictionary key of each tag of a series whose points share their tags (as a
+    // parser hands them out): looked up once per series, not once per point.
+    let mut series_keys: HashMap<*const (Arc<str>, Arc<str>), Box<[Option<i32>]>> =
+        HashMap::default();
     let mut slots = Slots::default();
-    for (row, p) in points.iter().enumerate() {
+    for (row, p) in points.iter().copied().enumerate() {
         let at = slots.of(p, &pos);
-        for ((_, v), i) in p.tags.iter().zip(at) {
-            if let Some(i) = i
-                && let ColBuilder::Tag(b) = &mut builders[*i]
-            {
-                if v.is_empty() {
-                    b.append_null();
-                } else {
-                    b.append_value(v);
+        let shared = Arc::strong_count(&p.tags) > 1;
+        let known = if shared {
+            series_keys.get(&p.tags.as_ptr())
+        } else {
+            None
+        };
+        if let Some(keys) = known {
+            for (key, i) in keys.iter().zip(at) {
+                if let Some(i) = i
+                    && let ColBuilder::Tag(b) = &mut builders[*i]
+                {
+                    b.append_key(*key);
                 }
+            }
+        } else {
+            let mut keys = Vec::with_capacity(p.tags.len());
+            for ((_, v), i) in p.tags.iter().zip(at) {
+                let mut key = None;
+                if let Some(i) = i
+                    && let ColBuilder::Tag(b) = &mut builders[*i]
+                {
+                    key = b.key(v);
+                    b.append_key(key);
+                }
+                keys.push(key);
+            }
+            if shared {
+                series_keys.insert(p.tags.as_ptr(), keys.into());
             }
         }
         for ((_, v), i) in p.fields.iter().zip(&at[p.tags.len()..]) {
@@ -490,7 +582,7 @@ mod tests {
     fn point(fields: Vec<(&str, FieldValue)>, time: i64) -> Point {
         Point {
             table: "cpu".into(),
-            tags: vec![("host".into(), "a".into())],
+            tags: vec![("host".into(), "a".into())].into(),
             fields: fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
             time,
             line: 1,

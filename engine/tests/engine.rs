@@ -16,7 +16,7 @@ const SEC: i64 = 1_000_000_000;
 fn point(host: &str, v: f64, t: i64) -> Point {
     Point {
         table: "cpu".into(),
-        tags: vec![("host".into(), host.into())],
+        tags: vec![("host".into(), host.into())].into(),
         fields: vec![
             ("usage".into(), FieldValue::F64(v)),
             ("procs".into(), FieldValue::I64(v as i64)),

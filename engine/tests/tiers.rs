@@ -65,7 +65,7 @@ fn usage(host: usize, t: i64) -> f64 {
 fn point(host: &str, v: f64, t: i64) -> Point {
     Point {
         table: "cpu".into(),
-        tags: vec![("host".into(), host.into())],
+        tags: vec![("host".into(), host.into())].into(),
         fields: vec![("usage".into(), FieldValue::F64(v))],
         time: t,
         line: 1,

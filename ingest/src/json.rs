@@ -122,7 +122,7 @@ fn point(v: &Value, n: usize) -> Result<Point, String> {
     }
     Ok(Point {
         table: name.into(),
-        tags,
+        tags: tags.into(),
         fields: vec![("value".into(), FieldValue::F64(value))],
         time,
         line: n,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use strata_engine::{FieldValue, Interner, Point};
+use strata_engine::{FieldValue, Interner, Point, Tags};
 
 use crate::LineError;
 
@@ -104,21 +104,23 @@ pub fn split_lines(body: &str) -> impl Iterator<Item = &str> {
 /// A hand-written single pass over the bytes (this is the hottest code of ingestion):
 /// names and tag values are sliced from the body and copied once per request (an
 /// [`Interner`] shares them between points), unescaped only when they
-/// contain a backslash. The grammar is InfluxDB's: `\` escapes `,` and space in the
-/// measurement, `,` `=` and space in tag keys, tag values and field keys, `"` and `\` in
-/// string values; field values are floats, `<n>i`, `<n>u`, booleans
-/// (`t`/`true`/`f`/`false` in any of InfluxDB's spellings) or quoted strings.
+/// contain a backslash; a series (measurement and tags, as written) seen before in the
+/// request is looked up whole and its tags shared, not parsed again. The grammar is
+/// InfluxDB's: `\` escapes `,` and space in the measurement, `,` `=` and space in tag keys,
+/// tag values and field keys, `"` and `\` in string values; field values are floats,
+/// `<n>i`, `<n>u`, booleans (`t`/`true`/`f`/`false` in any of InfluxDB's spellings) or
+/// quoted strings.
 pub fn parse(body: &str, precision: Precision, default_time: i64) -> (Vec<Point>, Vec<LineError>) {
     let mut points = Vec::with_capacity(body.len() / 128);
     let mut errors = Vec::new();
-    let mut names = Interner::default();
+    let mut seen = Seen::default();
     for (i, raw) in split_lines(body).enumerate() {
         let line_no = i + 1;
         let text = raw.trim();
         if text.is_empty() || text.starts_with('#') {
             continue;
         }
-        match parse_line(text, precision, default_time, &mut names) {
+        match parse_line(text, precision, default_time, &mut seen) {
             Ok((table, tags, fields, time)) => points.push(Point {
                 table,
                 tags,
@@ -132,58 +134,38 @@ pub fn parse(body: &str, precision: Precision, default_time: i64) -> (Vec<Point>
     (points, errors)
 }
 
-type Parsed = (
-    Arc<str>,
-    Vec<(Arc<str>, Arc<str>)>,
-    Vec<(Arc<str>, FieldValue)>,
-    i64,
-);
+/// What the lines of one request have shown so far: names, tag values and series (a
+/// series' key is its text, the measurement and tags up to the first unescaped space).
+#[derive(Default)]
+struct Seen<'a> {
+    names: Interner<'a>,
+    /// Fields of the last valid line: the next line's likely count.
+    fields: usize,
+}
+
+type Parsed = (Arc<str>, Tags, Vec<(Arc<str>, FieldValue)>, i64);
 
 /// One trimmed, non-empty, non-comment line.
 fn parse_line<'a>(
     text: &'a str,
     precision: Precision,
     default_time: i64,
-    names: &mut Interner<'a>,
+    seen: &mut Seen<'a>,
 ) -> Result<Parsed, String> {
     let b = text.as_bytes();
-    let mut pos = 0;
-    let (table, stop) = token(text, &mut pos, b", ");
-    if table.is_empty() {
-        return Err(format!("the measurement name is missing ({EXPECTED})"));
-    }
-    let mut at = 0;
-    let table = name(names, &mut at, table);
-    let mut tags = Vec::new();
-    let mut stop = stop;
-    while stop == Some(b',') {
-        let (key, s) = token(text, &mut pos, b",= ");
-        if s != Some(b'=') || key.is_empty() {
-            return Err(format!("tag `{key}` has no `=value` ({EXPECTED})"));
-        }
-        let (value, s) = token(text, &mut pos, b", ");
-        if value.is_empty() {
-            return Err(format!(
-                "tag `{}` has an empty value ({EXPECTED})",
-                unescape(key)
-            ));
-        }
-        tags.push((name(names, &mut at, key), name(names, &mut at, value)));
-        stop = s;
-    }
-    if stop.is_none() {
-        return Err(format!("the line has no fields ({EXPECTED})"));
-    }
+    let (table, tags, mut pos) = series(text, seen)?;
+    // Names before the fields: the measurement, then each tag's key and value.
+    let mut at = 1 + 2 * tags.len();
     while pos < b.len() && b[pos] == b' ' {
         pos += 1;
     }
-    let mut fields = Vec::new();
+    let mut fields = Vec::with_capacity(seen.fields);
     loop {
         let (key, s) = token(text, &mut pos, b",= ");
         if s != Some(b'=') || key.is_empty() {
             return Err(format!("field `{key}` has no `=value` ({EXPECTED})"));
         }
-        let key = name(names, &mut at, key);
+        let key = name(&mut seen.names, &mut at, key);
         let value = field_value(text, &mut pos).map_err(|e| format!("field `{key}`: {e}"))?;
         fields.push((key, value));
         match b.get(pos) {
@@ -199,6 +181,7 @@ fn parse_line<'a>(
             }
         }
     }
+    seen.fields = fields.len();
     while pos < b.len() && b[pos] == b' ' {
         pos += 1;
     }
@@ -214,6 +197,63 @@ fn parse_line<'a>(
             .ok_or_else(|| format!("timestamp {ts} overflows nanoseconds at the given precision"))?
     };
     Ok((table, tags, fields, time))
+}
+
+/// The measurement and tags of a line, and the position after the space that ends them:
+/// the request's earlier parse of the same text when there is one.
+fn series<'a>(text: &'a str, seen: &mut Seen<'a>) -> Result<(Arc<str>, Tags, usize), String> {
+    if let Some(end) = series_end(text.as_bytes())
+        && let Some((table, tags)) = seen.names.series(&text[..end])
+    {
+        return Ok((table, tags, end + 1));
+    }
+    let mut pos = 0;
+    let (table, stop) = token(text, &mut pos, b", ");
+    if table.is_empty() {
+        return Err(format!("the measurement name is missing ({EXPECTED})"));
+    }
+    let mut at = 0;
+    let table = name(&mut seen.names, &mut at, table);
+    let mut tags = Vec::new();
+    let mut stop = stop;
+    while stop == Some(b',') {
+        let (key, s) = token(text, &mut pos, b",= ");
+        if s != Some(b'=') || key.is_empty() {
+            return Err(format!("tag `{key}` has no `=value` ({EXPECTED})"));
+        }
+        let (value, s) = token(text, &mut pos, b", ");
+        if value.is_empty() {
+            return Err(format!(
+                "tag `{}` has an empty value ({EXPECTED})",
+                unescape(key)
+            ));
+        }
+        tags.push((
+            name(&mut seen.names, &mut at, key),
+            name(&mut seen.names, &mut at, value),
+        ));
+        stop = s;
+    }
+    if stop.is_none() {
+        return Err(format!("the line has no fields ({EXPECTED})"));
+    }
+    let tags: Tags = tags.into();
+    // `pos` is past the unescaped space that ended the series: what `series_end` finds.
+    seen.names.keep_series(&text[..pos - 1], &table, &tags);
+    Ok((table, tags, pos))
+}
+
+/// Where the series of a line ends: its first unescaped space.
+fn series_end(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if i + 1 < b.len() => i += 2,
+            b' ' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// The bytes from `pos` up to the first unescaped byte of `stops` (or the end), and
@@ -416,7 +456,8 @@ mod tests {
                     ("host".into(), "h\nb\tc".into()),
                     ("mount".into(), "C:\\".into()),
                     ("empty".into(), "".into()),
-                ],
+                ]
+                .into(),
                 fields: vec![
                     ("used".into(), FieldValue::F64(0.1 + 0.2)),
                     ("nan".into(), FieldValue::F64(f64::NAN)),
@@ -430,7 +471,7 @@ mod tests {
             },
             Point {
                 table: "only_nan".into(),
-                tags: vec![],
+                tags: Vec::new().into(),
                 fields: vec![("v".into(), FieldValue::F64(f64::INFINITY))],
                 time: 1,
                 line: 2,
@@ -471,9 +512,9 @@ mod tests {
     #[test]
     fn points_of_a_request_share_their_names_and_tag_values() {
         let body = "cpu,host=a,dc=x v=1 1\ncpu,host=b,dc=x v=2 2\ncpu,host=a\\ b,dc=x v=3 3\n\
-                    cpu,dc=x,host=a v=4 4\n";
+                    cpu,dc=x,host=a v=4 4\ncpu,host=a,dc=x  w=5i 5\ncpu,host=a\\ b,dc=x v=6 6\n\
+                    cpu,host=a,dc=x v=oops 7\ncpu,host=a,dc=x\n";
         let (p, e) = parse(body, Precision::Nanosecond, 0);
-        assert!(e.is_empty(), "{e:?}");
         assert!(Arc::ptr_eq(&p[0].table, &p[1].table));
         assert!(Arc::ptr_eq(&p[0].tags[0].0, &p[1].tags[0].0), "tag names");
         assert!(Arc::ptr_eq(&p[0].tags[1].1, &p[1].tags[1].1), "tag values");
@@ -487,6 +528,17 @@ mod tests {
         // Seen before, at another place in its line.
         assert!(Arc::ptr_eq(&p[0].tags[0].1, &p[3].tags[1].1));
         assert!(Arc::ptr_eq(&p[0].tags[0].0, &p[3].tags[1].0));
+        // A series seen before is shared whole, escaped or not; its fields are its own.
+        assert!(Arc::ptr_eq(&p[0].tags, &p[4].tags));
+        assert!(Arc::ptr_eq(&p[0].table, &p[4].table));
+        assert_eq!(p[4].fields, [("w".into(), FieldValue::I64(5))]);
+        assert!(Arc::ptr_eq(&p[2].tags, &p[5].tags));
+        assert_eq!(&*p[5].tags[0].1, "a b");
+        assert!(!Arc::ptr_eq(&p[0].tags, &p[1].tags));
+        // A known series does not excuse a bad field, nor a line without fields.
+        assert_eq!(p.len(), 6);
+        let lines: Vec<usize> = e.iter().map(|e| e.line_number).collect();
+        assert_eq!(lines, [7, 8], "{e:?}");
     }
 
     #[test]
@@ -497,8 +549,8 @@ mod tests {
         let p = &pts[0];
         assert_eq!(&*p.table, "cpu");
         assert_eq!(
-            p.tags,
-            vec![("host".into(), "a".into()), ("dc".into(), "x".into())]
+            &p.tags[..],
+            [("host".into(), "a".into()), ("dc".into(), "x".into())]
         );
         assert_eq!(p.fields[0], ("usage_user".into(), FieldValue::F64(1.5)));
         assert_eq!(p.fields[1], ("n".into(), FieldValue::I64(3)));
@@ -560,7 +612,7 @@ mod tests {
             "cpu v=1 1 2",
         ];
         for line in lines {
-            let ours = super::parse_line(line, Precision::Nanosecond, 0, &mut Interner::default());
+            let ours = super::parse_line(line, Precision::Nanosecond, 0, &mut Seen::default());
             let theirs = parse_lines(line).next().expect("one line");
             match (&ours, &theirs) {
                 (Ok((table, tags, fields, time)), Ok(p)) => {
@@ -572,7 +624,7 @@ mod tests {
                         .flatten()
                         .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
                         .collect();
-                    assert_eq!(tags, &want, "{line}");
+                    assert_eq!(&tags[..], &want[..], "{line}");
                     let want: Vec<(Arc<str>, FieldValue)> = p
                         .field_set
                         .iter()

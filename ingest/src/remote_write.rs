@@ -152,6 +152,7 @@ fn series_points(ts: TimeSeries, series: usize, out: &mut Decoded) -> Result<(),
         ));
     }
     let table: std::sync::Arc<str> = table.into();
+    let tags: strata_engine::Tags = tags.into();
     let value_field: std::sync::Arc<str> = VALUE_FIELD.into();
     for s in ts.samples {
         if s.value.to_bits() == STALE_NAN_BITS {

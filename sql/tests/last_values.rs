@@ -47,7 +47,7 @@ async fn hits(q: &QueryEngine) -> (String, u64) {
 fn point(host: &str, pool: &str, time: i64, fields: Vec<(&str, FieldValue)>) -> Point {
     Point {
         table: "cpu".into(),
-        tags: vec![("host".into(), host.into()), ("pool".into(), pool.into())],
+        tags: vec![("host".into(), host.into()), ("pool".into(), pool.into())].into(),
         fields: fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
         time,
         line: 1,

@@ -16,7 +16,7 @@ async fn long_query_is_cancelled_at_the_time_limit() {
         .expect("engine");
     let p = Point {
         table: "t".into(),
-        tags: vec![],
+        tags: vec![].into(),
         fields: vec![("v".into(), FieldValue::F64(1.0))],
         time: SystemClock.now_ns(),
         line: 1,

@@ -39,7 +39,7 @@ async fn metadata_commands_snapshot() {
     let now = SystemClock.now_ns();
     let point = |table: &str, tag: &str, fields: Vec<(&str, FieldValue)>| Point {
         table: table.into(),
-        tags: vec![(tag.into(), "x".into())],
+        tags: vec![(tag.into(), "x".into())].into(),
         fields: fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
         time: now,
         line: 1,

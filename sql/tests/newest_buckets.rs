@@ -45,7 +45,7 @@ async fn newest_buckets_from_a_window_equal_the_full_answer() {
             for host in ["a", "b"] {
                 points.push(Point {
                     table: "cpu".into(),
-                    tags: vec![("host".into(), host.into())],
+                    tags: vec![("host".into(), host.into())].into(),
                     fields: vec![("usage".into(), FieldValue::F64(((i * 37) % 101) as f64))],
                     time: t,
                     line: 1,

@@ -49,7 +49,7 @@ async fn time_filters_skip_row_groups_of_a_persisted_file() {
         .flat_map(|i| {
             ["a", "b"].map(|host| Point {
                 table: "cpu".into(),
-                tags: vec![("host".into(), host.into())],
+                tags: vec![("host".into(), host.into())].into(),
                 fields: vec![("usage".into(), FieldValue::I64(i % 100))],
                 time: t0 + i * 1_000_000_000,
                 line: 1,

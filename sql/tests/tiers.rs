@@ -72,7 +72,7 @@ async fn bucketed_aggregates_come_from_the_coarsest_exact_tier() {
         while t < T0 + DAYS * DAY {
             points.push(Point {
                 table: "cpu".into(),
-                tags: vec![("host".into(), host.into())],
+                tags: vec![("host".into(), host.into())].into(),
                 fields: vec![
                     (
                         "usage".into(),

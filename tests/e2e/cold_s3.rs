@@ -44,7 +44,7 @@ fn day_of_points(day: i64) -> Vec<Point> {
                 .collect();
             out.push(Point {
                 table: "cpu".into(),
-                tags: vec![("host".into(), format!("host_{h}").into())],
+                tags: vec![("host".into(), format!("host_{h}").into())].into(),
                 fields,
                 time: t,
                 line: 1,

@@ -104,7 +104,8 @@ async fn main() -> Res<()> {
                     tags: vec![
                         ("host".into(), format!("host_{s}").into()),
                         ("pool".into(), format!("pool_{}", s / 100).into()),
-                    ],
+                    ]
+                    .into(),
                     fields,
                     time: t,
                     line: 1,

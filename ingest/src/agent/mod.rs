@@ -347,7 +347,7 @@ fn self_point(buffer: &Mutex<DiskBuffer>, stats: &Mutex<Stats>, host: &str, time
     };
     Point {
         table: "strata_agent".into(),
-        tags: vec![("host".into(), host.into())],
+        tags: vec![("host".into(), host.into())].into(),
         fields: vec![
             u("collections", s.collections),
             u("buffered_batches", b.len() as u64),
@@ -393,13 +393,15 @@ async fn scrape_local(
         tracing::warn!(url, errors = page.errors.len(), first = %e.error_message, "local scrape had bad lines");
     }
     for p in &mut page.points {
+        let mut all = p.tags.to_vec();
         for (k, v) in std::iter::once(("host", host))
             .chain(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         {
-            if !p.tags.iter().any(|(n, _)| &**n == k) {
-                p.tags.push((k.into(), v.into()));
+            if !all.iter().any(|(n, _)| &**n == k) {
+                all.push((k.into(), v.into()));
             }
         }
+        p.tags = all.into();
     }
     page.points
 }

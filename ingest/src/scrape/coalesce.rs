@@ -116,7 +116,7 @@ mod tests {
     fn point(table: &str, host: &str, time: i64, line: usize) -> Point {
         Point {
             table: table.into(),
-            tags: vec![("host".into(), host.into())],
+            tags: vec![("host".into(), host.into())].into(),
             fields: vec![("value".into(), FieldValue::F64(1.0))],
             time,
             line,

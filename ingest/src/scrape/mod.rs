@@ -705,11 +705,13 @@ fn decode_page(job: &Job, target: &Target, body: &[u8], content_type: &str, now:
     });
     let mut points = Vec::with_capacity(scraped);
     for mut p in decoded.points {
-        attach_target_labels(&mut p.tags, &target.labels, job.honor_labels);
+        let mut tags = p.tags.to_vec();
+        attach_target_labels(&mut tags, &target.labels, job.honor_labels);
+        p.tags = tags.into();
         if !job.metric_relabel.is_empty() {
             let mut labels: BTreeMap<String, String> = p
                 .tags
-                .drain(..)
+                .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             labels.insert("__name__".into(), p.table.to_string());

@@ -1,0 +1,254 @@
+//! criterion micro-benchmarks of the hot paths, on TSBS cpu-only rows (1000 hosts, ten
+//! tags, ten integer fields; 10,000 rows a request, as the TSBS load sends them):
+//!
+//! - `line_protocol/parse`: decoding one request body into points;
+//! - `engine/write`: the engine's whole write (validate → Arrow → WAL group commit with
+//!   fsync → hot table) of one decoded request;
+//! - `wal/append`: encoding one request's batch as a WAL record, appending and fsyncing it;
+//! - `persist/chunk`: persisting 100,000 hot rows (sort, last-write-wins, Parquet, file,
+//!   catalog);
+//! - `scan`: SQL over one persisted hour of 1000 hosts (a single-host max per minute, and
+//!   a max per minute over all hosts).
+//!
+//! `strata-benchmarks micro` runs them from the release build of the binaries, so nothing
+//! is compiled again; `cargo bench --bench micro` runs the same, but resolves features with
+//! the dev-dependencies and rebuilds DataFusion for them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput};
+use futures::TryStreamExt;
+use strata_engine::clock::{Clock, SystemClock};
+use strata_engine::wal::{self, SegmentWriter, WalRecord};
+use strata_engine::{Engine, EngineConfig, Point, WriteOptions};
+use strata_ingest::lp::{self, Precision};
+use strata_sql::{QueryConfig, QueryEngine};
+
+use crate::tsbs::data::{Generator, Values};
+
+const HOSTS: usize = 1000;
+/// Ten 10-s steps of every host: the 10,000 rows of one TSBS request.
+const STEPS: u64 = 10;
+const DB: &str = "bench";
+
+/// Options of `strata-benchmarks micro`.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Runs only the benchmarks whose id (`group/name`) matches this regular expression.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Saves the results as this baseline (under the target directory's `criterion/`).
+    #[arg(long)]
+    pub save_baseline: Option<String>,
+    /// Compares with this saved baseline instead of the last run.
+    #[arg(long, conflicts_with = "save_baseline")]
+    pub baseline: Option<String>,
+}
+
+/// Runs every benchmark `opts` selects.
+pub fn run(opts: &Options) {
+    let mut c = Criterion::default();
+    if let Some(f) = &opts.filter {
+        c = c.with_filter(f.clone());
+    }
+    if let Some(b) = &opts.save_baseline {
+        c = c.save_baseline(b.clone());
+    }
+    if let Some(b) = &opts.baseline {
+        c = c.retain_baseline(b.clone(), true);
+    }
+    all(&mut c);
+    c.final_summary();
+}
+
+/// Every group, in the order of the write path.
+pub fn all(c: &mut Criterion) {
+    decode(c);
+    write(c);
+    wal_append(c);
+    persist(c);
+    scan(c);
+}
+
+/// A day ago on a whole second: old enough for every benchmark's steps to stay in the past.
+fn day_ago() -> i64 {
+    (SystemClock.now_ns() - 86_400_000_000_000) / 1_000_000_000 * 1_000_000_000
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// A fresh engine in `dir` that persists only when told to.
+fn engine(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Arc<Engine> {
+    let mut cfg = EngineConfig::for_test(dir);
+    cfg.memory_budget_bytes = 8 << 30;
+    cfg.persist_interval = Duration::from_secs(3600);
+    let (engine, _) = rt
+        .block_on(Engine::open(cfg, Arc::new(SystemClock)))
+        .expect("an engine");
+    engine
+}
+
+/// TSBS rows of 1000 hosts from `start_ns`, `steps` steps at a time, as line protocol.
+struct Requests(Generator);
+
+impl Requests {
+    fn new(start_ns: i64) -> Self {
+        Self(Generator::new(
+            7,
+            HOSTS,
+            start_ns,
+            u64::MAX / 2,
+            Values::Int,
+        ))
+    }
+
+    fn body(&mut self, steps: u64) -> String {
+        self.0.next_steps(steps).expect("TSBS rows").0
+    }
+
+    fn points(&mut self, steps: u64) -> Vec<Point> {
+        let (points, errors) = lp::parse(&self.body(steps), Precision::Nanosecond, 0);
+        assert!(errors.is_empty(), "{errors:?}");
+        points
+    }
+}
+
+fn write_points(rt: &tokio::runtime::Runtime, engine: &Engine, points: Vec<Point>) {
+    rt.block_on(engine.write(DB, points, WriteOptions::default()))
+        .expect("write");
+}
+
+fn decode(c: &mut Criterion) {
+    let body = Requests::new(day_ago()).body(STEPS);
+    let mut g = c.benchmark_group("line_protocol");
+    g.throughput(Throughput::Elements(HOSTS as u64 * STEPS));
+    g.bench_function("parse", |b| {
+        b.iter(|| lp::parse(&body, Precision::Nanosecond, 0));
+    });
+    g.finish();
+}
+
+fn write(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(&rt, dir.path());
+    let mut rows = Requests::new(day_ago());
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Elements(HOSTS as u64 * STEPS));
+    g.sample_size(20);
+    g.bench_function("write", |b| {
+        b.iter_batched(
+            || rows.points(STEPS),
+            |points| write_points(&rt, &engine, points),
+            BatchSize::PerIteration,
+        );
+    });
+    g.finish();
+}
+
+fn wal_append(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(&rt, dir.path());
+    write_points(&rt, &engine, Requests::new(day_ago()).points(STEPS));
+    let snapshot = engine.table_snapshot(DB, "cpu").expect("the cpu table");
+    let batch = snapshot.hot[0].batches[0].batch.clone();
+    assert_eq!(batch.num_rows(), HOSTS * STEPS as usize);
+    let wal_dir = tempfile::tempdir().expect("tempdir");
+    let mut seq = 0u64;
+    let mut segment = SegmentWriter::create(wal_dir.path(), 1).expect("a WAL segment");
+    let mut framed = Vec::new();
+    let mut g = c.benchmark_group("wal");
+    g.throughput(Throughput::Elements(batch.num_rows() as u64));
+    g.sample_size(20);
+    g.bench_function("append", |b| {
+        b.iter(|| {
+            seq += 1;
+            // A new segment every 100 records keeps the files small.
+            if seq.is_multiple_of(100) {
+                segment = SegmentWriter::create(wal_dir.path(), seq).expect("a WAL segment");
+            }
+            let rec = WalRecord {
+                seq,
+                db: DB.into(),
+                tables: vec![("cpu".into(), batch.clone())],
+            };
+            framed.clear();
+            wal::frame(&wal::encode_payload(&rec).expect("encode"), &mut framed);
+            segment.append(&framed).expect("append");
+            segment.sync().expect("fsync");
+        });
+    });
+    g.finish();
+}
+
+fn persist(c: &mut Criterion) {
+    const PERSIST_STEPS: u64 = 100;
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(&rt, dir.path());
+    let mut rows = Requests::new(day_ago());
+    let mut g = c.benchmark_group("persist");
+    g.throughput(Throughput::Elements(HOSTS as u64 * PERSIST_STEPS));
+    g.sample_size(10);
+    g.bench_function("chunk", |b| {
+        b.iter_batched(
+            || {
+                for _ in 0..PERSIST_STEPS / STEPS {
+                    write_points(&rt, &engine, rows.points(STEPS));
+                }
+            },
+            |()| rt.block_on(engine.persist(true)).expect("persist"),
+            BatchSize::PerIteration,
+        );
+    });
+    g.finish();
+}
+
+fn scan(c: &mut Criterion) {
+    const HOUR_STEPS: u64 = 360;
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(&rt, dir.path());
+    // One whole hour, so the persisted rows make one file.
+    let start = day_ago() / 3_600_000_000_000 * 3_600_000_000_000;
+    let mut rows = Requests::new(start);
+    for _ in 0..HOUR_STEPS / STEPS {
+        write_points(&rt, &engine, rows.points(STEPS));
+    }
+    rt.block_on(engine.persist(true)).expect("persist");
+    let snapshot = engine.table_snapshot(DB, "cpu").expect("the cpu table");
+    assert!(snapshot.hot.is_empty(), "all of it persisted");
+    assert_eq!(snapshot.files.len(), 1, "one file: {:?}", snapshot.files);
+    let q = QueryEngine::new(Arc::clone(&engine), QueryConfig::default()).expect("queries");
+    let run = |sql: &str| {
+        rt.block_on(async {
+            let (_, stream) = q.query(DB, sql).await.expect("plan");
+            stream.try_collect::<Vec<_>>().await.expect("run")
+        })
+    };
+    let mut g = c.benchmark_group("scan");
+    g.throughput(Throughput::Elements(HOSTS as u64 * HOUR_STEPS));
+    let queries = [
+        (
+            "max_per_minute_one_host",
+            "SELECT date_trunc('minute', time) AS minute, max(usage_user) FROM cpu \
+             WHERE hostname = 'host_7' GROUP BY 1",
+        ),
+        (
+            "max_per_minute_all_hosts",
+            "SELECT date_trunc('minute', time) AS minute, max(usage_user) FROM cpu GROUP BY 1",
+        ),
+    ];
+    for (name, sql) in queries {
+        assert!(!run(sql).is_empty(), "{name} has rows");
+        g.bench_function(name, |b| b.iter(|| run(sql)));
+    }
+    g.finish();
+}
