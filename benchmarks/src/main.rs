@@ -34,7 +34,12 @@ async fn main() {
     let cli = Cli::parse();
     match cli.command {
         // criterion runs its own runtimes: not from inside this one's worker threads.
-        Cmd::Micro(opts) => tokio::task::block_in_place(|| micro::run(&opts)),
+        Cmd::Micro(opts) => {
+            if let Err(e) = tokio::task::block_in_place(|| micro::run(&opts)) {
+                eprintln!("micro: --filter: {e}");
+                std::process::exit(2);
+            }
+        }
         Cmd::Tsbs(opts) => match tsbs::run(&opts).await {
             Ok((_, report)) => println!("{}", report.display()),
             Err(e) => {

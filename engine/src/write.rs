@@ -4,11 +4,11 @@
 use datafusion::common::HashMap;
 use std::sync::Arc;
 
+use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
     ArrayRef, BooleanBuilder, DictionaryArray, Float64Builder, Int32Array, Int64Builder,
     StringBuilder, TimestampNanosecondBuilder, UInt64Builder,
 };
-use arrow::buffer::NullBufferBuilder;
 use arrow::datatypes::Int32Type;
 use arrow::record_batch::RecordBatch;
 use strata_catalog::{ColumnDef, ColumnKind, FieldType};
@@ -519,15 +519,15 @@ pub(crate) fn build_batch<'a>(
         .map(|c| ColBuilder::new(c.kind, points.len()))
         .collect();
     // The dictionary key of each tag of a series whose points share their tags (as a
-    // parser hands them out): looked up once per series, not once per point.
-    let mut series_keys: HashMap<*const (Arc<str>, Arc<str>), Box<[Option<i32>]>> =
-        HashMap::default();
+    // parser hands them out): looked up once per series, not once per point. By the
+    // address of the shared tags, which every point keeps alive until the batch is built.
+    let mut series_keys: HashMap<usize, Box<[Option<i32>]>> = HashMap::default();
     let mut slots = Slots::default();
     for (row, p) in points.iter().copied().enumerate() {
         let at = slots.of(p, &pos);
         let shared = Arc::strong_count(&p.tags) > 1;
         let known = if shared {
-            series_keys.get(&p.tags.as_ptr())
+            series_keys.get(&p.tags.as_ptr().addr())
         } else {
             None
         };
@@ -552,7 +552,7 @@ pub(crate) fn build_batch<'a>(
                 keys.push(key);
             }
             if shared {
-                series_keys.insert(p.tags.as_ptr(), keys.into());
+                series_keys.insert(p.tags.as_ptr().addr(), keys.into());
             }
         }
         for ((_, v), i) in p.fields.iter().zip(&at[p.tags.len()..]) {

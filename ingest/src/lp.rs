@@ -580,7 +580,7 @@ mod tests {
     }
 
     /// The reference parser (InfluxData's crate) and ours agree on which lines are valid
-    /// and on what the valid ones hold.
+    /// and on what the valid ones hold; a line parses the same with its series known.
     #[test]
     fn agrees_with_influxdatas_parser() {
         use influxdb_line_protocol::{FieldValue as Lp, parse_lines};
@@ -612,7 +612,11 @@ mod tests {
             "cpu v=1 1 2",
         ];
         for line in lines {
-            let ours = super::parse_line(line, Precision::Nanosecond, 0, &mut Seen::default());
+            let mut seen = Seen::default();
+            let ours = super::parse_line(line, Precision::Nanosecond, 0, &mut seen);
+            // Again, with its series known.
+            let again = super::parse_line(line, Precision::Nanosecond, 0, &mut seen);
+            assert_eq!(ours, again, "{line}");
             let theirs = parse_lines(line).next().expect("one line");
             match (&ours, &theirs) {
                 (Ok((table, tags, fields, time)), Ok(p)) => {
