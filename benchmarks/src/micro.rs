@@ -96,9 +96,10 @@ pub fn all(c: &mut Criterion) {
     }
 }
 
-/// A day ago on a whole second: old enough for every benchmark's steps to stay in the past.
-fn day_ago() -> i64 {
-    (SystemClock.now_ns() - 86_400_000_000_000) / 1_000_000_000 * 1_000_000_000
+/// Three days ago on a whole second: inside the hot tier's retention, and far enough back
+/// that the steps of a benchmark (a few hundred iterations of 100 s) stay in the past.
+fn start_ns() -> i64 {
+    (SystemClock.now_ns() - 3 * 86_400_000_000_000) / 1_000_000_000 * 1_000_000_000
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -125,17 +126,14 @@ struct Requests(Generator);
 
 impl Requests {
     fn new(start_ns: i64) -> Self {
-        Self(Generator::new(
-            7,
-            HOSTS,
-            start_ns,
-            u64::MAX / 2,
-            Values::Int,
-        ))
+        // Two days of 10-s steps: more than any benchmark takes.
+        Self(Generator::new(7, HOSTS, start_ns, 17_280, Values::Int))
     }
 
     fn body(&mut self, steps: u64) -> String {
-        self.0.next_steps(steps).expect("TSBS rows").0
+        let body = self.0.next_steps(steps).expect("TSBS rows").0;
+        assert!(!body.is_empty(), "the generator ran out of steps");
+        body
     }
 
     fn points(&mut self, steps: u64) -> Vec<Point> {
@@ -151,7 +149,7 @@ fn write_points(rt: &tokio::runtime::Runtime, engine: &Engine, points: Vec<Point
 }
 
 fn decode(c: &mut Criterion) {
-    let body = Requests::new(day_ago()).body(STEPS);
+    let body = Requests::new(start_ns()).body(STEPS);
     let mut g = c.benchmark_group("line_protocol");
     g.throughput(Throughput::Elements(HOSTS as u64 * STEPS));
     g.bench_function("parse", |b| {
@@ -164,7 +162,7 @@ fn write(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = engine(&rt, dir.path());
-    let mut rows = Requests::new(day_ago());
+    let mut rows = Requests::new(start_ns());
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(HOSTS as u64 * STEPS));
     g.sample_size(20);
@@ -182,7 +180,7 @@ fn wal_append(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = engine(&rt, dir.path());
-    write_points(&rt, &engine, Requests::new(day_ago()).points(STEPS));
+    write_points(&rt, &engine, Requests::new(start_ns()).points(STEPS));
     let snapshot = engine.table_snapshot(DB, "cpu").expect("the cpu table");
     let batch = snapshot.hot[0].batches[0].batch.clone();
     assert_eq!(batch.num_rows(), HOSTS * STEPS as usize);
@@ -219,7 +217,7 @@ fn persist(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = engine(&rt, dir.path());
-    let mut rows = Requests::new(day_ago());
+    let mut rows = Requests::new(start_ns());
     let mut g = c.benchmark_group("persist");
     g.throughput(Throughput::Elements(HOSTS as u64 * PERSIST_STEPS));
     g.sample_size(10);
@@ -243,7 +241,7 @@ fn scan(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = engine(&rt, dir.path());
     // One whole hour, so the persisted rows make one file.
-    let start = day_ago() / 3_600_000_000_000 * 3_600_000_000_000;
+    let start = start_ns() / 3_600_000_000_000 * 3_600_000_000_000;
     let mut rows = Requests::new(start);
     for _ in 0..HOUR_STEPS / STEPS {
         write_points(&rt, &engine, rows.points(STEPS));
