@@ -109,16 +109,37 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-/// A fresh engine in `dir` with chunks of an hour that persists only when told to.
-fn engine(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Arc<Engine> {
-    let mut cfg = EngineConfig::for_test(dir);
-    cfg.chunk_duration = Duration::from_secs(3600);
-    cfg.memory_budget_bytes = 8 << 30;
-    cfg.persist_interval = Duration::from_secs(3600);
-    let (engine, _) = rt
-        .block_on(Engine::open(cfg, Arc::new(SystemClock)))
-        .expect("an engine");
-    engine
+/// A fresh engine in a temporary directory, with chunks of an hour, that persists only
+/// when told to; and the runtime that drives it.
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    engine: Arc<Engine>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let rt = runtime();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = EngineConfig::for_test(dir.path());
+        cfg.chunk_duration = Duration::from_secs(3600);
+        cfg.memory_budget_bytes = 8 << 30;
+        cfg.persist_interval = Duration::from_secs(3600);
+        let (engine, _) = rt
+            .block_on(Engine::open(cfg, Arc::new(SystemClock)))
+            .expect("an engine");
+        Self {
+            rt,
+            engine,
+            _dir: dir,
+        }
+    }
+
+    fn write(&self, points: Vec<Point>) {
+        self.rt
+            .block_on(self.engine.write(DB, points, WriteOptions::default()))
+            .expect("write");
+    }
 }
 
 /// TSBS rows of 1000 hosts from `start_ns`, `steps` steps at a time, as line protocol.
@@ -143,11 +164,6 @@ impl Requests {
     }
 }
 
-fn write_points(rt: &tokio::runtime::Runtime, engine: &Engine, points: Vec<Point>) {
-    rt.block_on(engine.write(DB, points, WriteOptions::default()))
-        .expect("write");
-}
-
 fn decode(c: &mut Criterion) {
     let body = Requests::new(start_ns()).body(STEPS);
     let mut g = c.benchmark_group("line_protocol");
@@ -159,9 +175,7 @@ fn decode(c: &mut Criterion) {
 }
 
 fn write(c: &mut Criterion) {
-    let rt = runtime();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = engine(&rt, dir.path());
+    let f = Fixture::new();
     let mut rows = Requests::new(start_ns());
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(HOSTS as u64 * STEPS));
@@ -169,7 +183,7 @@ fn write(c: &mut Criterion) {
     g.bench_function("write", |b| {
         b.iter_batched(
             || rows.points(STEPS),
-            |points| write_points(&rt, &engine, points),
+            |points| f.write(points),
             BatchSize::PerIteration,
         );
     });
@@ -177,11 +191,9 @@ fn write(c: &mut Criterion) {
 }
 
 fn wal_append(c: &mut Criterion) {
-    let rt = runtime();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = engine(&rt, dir.path());
-    write_points(&rt, &engine, Requests::new(start_ns()).points(STEPS));
-    let snapshot = engine.table_snapshot(DB, "cpu").expect("the cpu table");
+    let f = Fixture::new();
+    f.write(Requests::new(start_ns()).points(STEPS));
+    let snapshot = f.engine.table_snapshot(DB, "cpu").expect("the cpu table");
     let batch = snapshot.hot[0].batches[0].batch.clone();
     assert_eq!(batch.num_rows(), HOSTS * STEPS as usize);
     let wal_dir = tempfile::tempdir().expect("tempdir");
@@ -214,9 +226,7 @@ fn wal_append(c: &mut Criterion) {
 
 fn persist(c: &mut Criterion) {
     const PERSIST_STEPS: u64 = 100;
-    let rt = runtime();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = engine(&rt, dir.path());
+    let f = Fixture::new();
     let mut rows = Requests::new(start_ns());
     let mut g = c.benchmark_group("persist");
     g.throughput(Throughput::Elements(HOSTS as u64 * PERSIST_STEPS));
@@ -225,10 +235,10 @@ fn persist(c: &mut Criterion) {
         b.iter_batched(
             || {
                 for _ in 0..PERSIST_STEPS / STEPS {
-                    write_points(&rt, &engine, rows.points(STEPS));
+                    f.write(rows.points(STEPS));
                 }
             },
-            |()| rt.block_on(engine.persist(true)).expect("persist"),
+            |()| f.rt.block_on(f.engine.persist(true)).expect("persist"),
             BatchSize::PerIteration,
         );
     });
@@ -237,22 +247,20 @@ fn persist(c: &mut Criterion) {
 
 fn scan(c: &mut Criterion) {
     const HOUR_STEPS: u64 = 360;
-    let rt = runtime();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = engine(&rt, dir.path());
+    let f = Fixture::new();
     // One whole hour, so the persisted rows make one file.
     let start = start_ns() / 3_600_000_000_000 * 3_600_000_000_000;
     let mut rows = Requests::new(start);
     for _ in 0..HOUR_STEPS / STEPS {
-        write_points(&rt, &engine, rows.points(STEPS));
+        f.write(rows.points(STEPS));
     }
-    rt.block_on(engine.persist(true)).expect("persist");
-    let snapshot = engine.table_snapshot(DB, "cpu").expect("the cpu table");
+    f.rt.block_on(f.engine.persist(true)).expect("persist");
+    let snapshot = f.engine.table_snapshot(DB, "cpu").expect("the cpu table");
     assert!(snapshot.hot.is_empty(), "all of it persisted");
     assert_eq!(snapshot.files.len(), 1, "one file: {:?}", snapshot.files);
-    let q = QueryEngine::new(Arc::clone(&engine), QueryConfig::default()).expect("queries");
+    let q = QueryEngine::new(Arc::clone(&f.engine), QueryConfig::default()).expect("queries");
     let run = |sql: &str| {
-        rt.block_on(async {
+        f.rt.block_on(async {
             let (_, stream) = q.query(DB, sql).await.expect("plan");
             stream.try_collect::<Vec<_>>().await.expect("run")
         })
