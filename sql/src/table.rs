@@ -58,13 +58,19 @@ pub use strata_engine::scan::{COLD_STORE_URL, DATA_STORE_URL, FileSet};
 pub fn metric_table(
     source: &Arc<dyn datafusion::logical_expr::TableSource>,
 ) -> Option<&MetricTable> {
+    any_metric_table(source).filter(|t| t.tier == Tier::Hot)
+}
+
+/// The metric table behind a logical plan's table source, of any tier.
+pub fn any_metric_table(
+    source: &Arc<dyn datafusion::logical_expr::TableSource>,
+) -> Option<&MetricTable> {
     let any: &dyn std::any::Any = source.as_ref();
     let provider = &any
         .downcast_ref::<datafusion::datasource::DefaultTableSource>()?
         .table_provider;
     let any: &dyn std::any::Any = provider.as_ref();
     any.downcast_ref::<MetricTable>()
-        .filter(|t| t.tier == Tier::Hot)
 }
 
 /// One metric table: with [`Tier::Hot`] the logical table over all tiers (`public.cpu`),
@@ -93,6 +99,14 @@ impl MetricTable {
             columns,
             schema,
         }
+    }
+
+    /// This table over the data as it is now, if it still has the same columns (so a plan
+    /// made over this table holds over the new one); `None` if it changed or went away.
+    pub fn refreshed(&self, engine: &strata_engine::Engine) -> Option<Self> {
+        let snap = engine.table_snapshot(&self.snap.db, &self.snap.table)?;
+        let fresh = Self::of_tier(snap, self.tier);
+        (fresh.schema == self.schema).then_some(fresh)
     }
 
     /// The table's data as of planning.

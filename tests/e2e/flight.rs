@@ -278,19 +278,56 @@ async fn a_ticket_runs_the_plan_made_for_it_once() {
     );
     assert_eq!(count(&fetch(&mut c, info).await), 21, "planned again");
 
-    // Prepared statements too: each execution plans, then runs that plan.
+    // Prepared statements: planned once when prepared; each execution runs that plan over
+    // the data as of its GetFlightInfo, so a write after preparing is in the answer.
     let mut p = c
         .prepare("SELECT count(*) AS n FROM cpu".to_string(), None)
         .await
         .expect("prepare");
-    let info = p.execute().await.expect("execute");
     let r = s
         .write_lp("fleet", format!("cpu,host=d usage=1.0 {start}\n"))
         .await;
     assert!(r.status().is_success(), "{:?}", r.text().await);
-    assert_eq!(count(&fetch(&mut c, info).await), 21);
     let info = p.execute().await.expect("execute");
-    assert_eq!(count(&fetch(&mut c, info).await), 22);
+    let r = s
+        .write_lp("fleet", format!("cpu,host=e usage=1.0 {start}\n"))
+        .await;
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    assert_eq!(count(&fetch(&mut c, info).await), 22, "as of GetFlightInfo");
+    let info = p.execute().await.expect("execute");
+    assert_eq!(count(&fetch(&mut c, info).await), 23);
+    p.close().await.expect("close");
+
+    // A table that gained a column since preparing: its SQL is planned again.
+    let mut p = c
+        .prepare("SELECT * FROM cpu WHERE host = 'f'".to_string(), None)
+        .await
+        .expect("prepare");
+    let r = s
+        .write_lp("fleet", format!("cpu,host=f usage=1.0,load=3i {start}\n"))
+        .await;
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let b = fetch(&mut c, p.execute().await.expect("execute")).await;
+    assert_eq!(rows(&b), 1);
+    let load = b[0].schema().index_of("load").expect("the new column");
+    let load = b[0]
+        .column(load)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("integer field");
+    assert_eq!(load.values().to_vec(), [3]);
+
+    // So is a statement over what is not a metric table (copied at planning).
+    let tables = "SELECT count(*) AS n FROM information_schema.tables \
+                  WHERE table_schema = 'public'";
+    let mut p = c.prepare(tables.to_string(), None).await.expect("prepare");
+    let before = count(&fetch(&mut c, p.execute().await.expect("execute")).await);
+    let r = s
+        .write_lp("fleet", format!("mem,host=a used=1i {start}\n"))
+        .await;
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let after = count(&fetch(&mut c, p.execute().await.expect("execute")).await);
+    assert_eq!(after, before + 1, "the new table is listed");
 }
 
 #[tokio::test]

@@ -3,10 +3,12 @@
 //! ticket works on any Strata process, after a restart, forever (Grafana caches them).
 //!
 //! Format: JSON `{"db": "...", "sql": "...", "params": "<base64 Arrow IPC stream>",
-//! "plan": <number>}`, `params` present only once parameters were bound (one row, one
-//! column per `$n`). A ticket from `GetFlightInfo` also names the plan it made (`plan`),
-//! which its first `DoGet` runs if this process still holds it; otherwise the SQL is
-//! planned again.
+//! "plan": <number>, "statement": <number>}`, `params` present only once parameters were
+//! bound (one row, one column per `$n`). A ticket from `GetFlightInfo` also names the plan
+//! it made (`plan`), which its first `DoGet` runs if this process still holds it; a
+//! prepared statement's handle names the plan `CreatePreparedStatement` made
+//! (`statement`), which its `GetFlightInfo` calls reuse while this process holds it (see
+//! [`super::plans`]). Otherwise the SQL is planned again.
 //!
 //! Also here: InfluxDB 3's plain JSON ticket `{"database", "sql_query", "query_type"}`,
 //! what `influxdb3-python` and the other InfluxDB 3 clients send to `DoGet`.
@@ -31,6 +33,8 @@ pub struct StatementHandle {
     params: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<u64>,
 }
 
 impl StatementHandle {
@@ -40,6 +44,7 @@ impl StatementHandle {
             sql: sql.into(),
             params: None,
             plan: None,
+            statement: None,
         }
     }
 

@@ -5,7 +5,9 @@
 //!   default [`DEFAULT_DATABASE`], and travels inside every ticket and handle
 //!   ([`handle`]), so `DoGet` and prepared statements are stateless.
 //! - `GetFlightInfo` plans the statement and holds the plan for its ticket's `DoGet`
-//!   ([`plans`]); a ticket whose plan is gone plans its SQL again.
+//!   ([`plans`]); a ticket whose plan is gone plans its SQL again. A prepared statement
+//!   is planned once, by `CreatePreparedStatement`, and each `GetFlightInfo` of it runs
+//!   that plan over a new snapshot of its tables.
 //! - Results go through [`crate::normalize`], the advertised schema and every batch alike.
 //! - `DoGet` also takes InfluxDB 3's JSON ticket `{"database","sql_query","query_type"}`.
 //! - The handshake accepts zero or one message, Basic (padded or not) or Bearer
@@ -113,7 +115,10 @@ pub struct FlightSqlServer {
     query: QueryEngine,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
+    /// Plans made by `GetFlightInfo`, held for their ticket's `DoGet`.
     plans: plans::Plans,
+    /// Plans made by `CreatePreparedStatement`, held for the statement's `GetFlightInfo`.
+    statements: plans::Plans,
 }
 
 impl FlightSqlServer {
@@ -125,6 +130,7 @@ impl FlightSqlServer {
             xdbc: info::xdbc_types().map_err(arrow)?,
             query,
             plans: plans::Plans::default(),
+            statements: plans::Plans::default(),
         })
     }
 
@@ -134,13 +140,25 @@ impl FlightSqlServer {
     }
 
     /// Plans a statement for `GetFlightInfo`: its FlightInfo, whose ticket runs this plan.
+    /// A prepared statement whose plan is held runs that plan over the data as it is now.
     async fn planned_info(
         &self,
         mut h: StatementHandle,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = match self.query.prepare(&h.db, &h.sql).await.map_err(status)? {
+        let held = h
+            .statement
+            .and_then(|id| self.statements.take(id, &h.db, &h.sql))
+            .and_then(|p| self.query.refresh(&p));
+        let prepared = match held {
+            Some(p) => Some(p),
+            None => self.query.prepare(&h.db, &h.sql).await.map_err(status)?,
+        };
+        let schema = match prepared {
             Some(p) => {
+                if let Some(id) = h.statement {
+                    self.statements.hold_as(id, p.clone());
+                }
                 let schema = normalize::schema(&p.described.schema);
                 h.plan = Some(self.plans.hold(p));
                 schema
@@ -446,8 +464,15 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let caller = Caller::of(request.metadata());
-        let h = StatementHandle::new(caller.database, query.query);
-        let d = self.query.describe(&h.db, &h.sql).await.map_err(status)?;
+        let mut h = StatementHandle::new(caller.database, query.query);
+        let d = match self.query.prepare(&h.db, &h.sql).await.map_err(status)? {
+            Some(p) => {
+                let d = p.described.clone();
+                h.statement = Some(self.statements.hold(p));
+                d
+            }
+            None => self.query.describe(&h.db, &h.sql).await.map_err(status)?,
+        };
         let dataset = normalize::schema(&d.schema);
         let parameters = normalize::schema(&Schema::new(d.parameters));
         Ok(ActionCreatePreparedStatementResult {
@@ -459,10 +484,15 @@ impl FlightSqlService for FlightSqlServer {
 
     async fn do_action_close_prepared_statement(
         &self,
-        _query: ActionClosePreparedStatementRequest,
+        query: ActionClosePreparedStatementRequest,
         _request: Request<Action>,
     ) -> Result<(), Status> {
-        // Handles are stateless: nothing to release.
+        // The handle itself is stateless: only its held plan, if any, to drop.
+        if let Ok(h) = StatementHandle::decode(&query.prepared_statement_handle)
+            && let Some(id) = h.statement
+        {
+            self.statements.release(id);
+        }
         Ok(())
     }
 

@@ -1,11 +1,20 @@
-//! Plans made by `GetFlightInfo`, held for the `DoGet` of the ticket it returns. A Flight
-//! SQL client asks for a result's schema, then for the result; without this, both would
-//! plan the SQL (parsing, table snapshots, session), about a millisecond each time.
+//! Plans held between Flight SQL calls, so that a statement is planned once, not at every
+//! call. A Flight SQL client asks for a result's schema, then for the result (ADBC also
+//! prepares the statement first); each planning costs about a millisecond (parsing,
+//! table snapshots, session).
 //!
-//! A held plan is the query as of its `GetFlightInfo`, the moment Flight SQL says a
-//! statement executes: data written between the two calls is not in its answer. It runs
-//! once; a ticket used again, or after [`TTL`], or on another process, plans its SQL
-//! again (tickets stay self-contained, see [`super::handle`]).
+//! - For tickets: `GetFlightInfo` holds its plan for the `DoGet` of the ticket it
+//!   returns. The plan is the query as of its `GetFlightInfo`, the moment Flight SQL says a
+//!   statement executes: data written between the two calls is not in its answer. It
+//!   runs once.
+//! - For prepared statements: `CreatePreparedStatement` holds its plan for the statement's
+//!   `GetFlightInfo` calls, which take a new snapshot of its tables each time
+//!   ([`crate::QueryEngine::refresh`]) rather than planning the SQL again. Each use puts
+//!   back the refreshed plan, so a statement never keeps old data alive.
+//!
+//! A handle or ticket whose plan is gone (used, closed, expired, dropped for newer ones,
+//! or made by another process) plans its SQL again: handles and tickets stay
+//! self-contained (see [`super::handle`]).
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
@@ -16,17 +25,18 @@ use parking_lot::Mutex;
 
 use crate::Prepared;
 
-/// How long a plan waits for its `DoGet`. Files a plan reads are kept at least this long
-/// after compaction replaces them (the grace period is minutes).
+/// How long a plan waits for its next use. Files a plan reads are kept at least this long
+/// after compaction replaces them (the grace period is minutes), and the hot data of its
+/// snapshot stays in memory this long.
 pub const TTL: Duration = Duration::from_secs(30);
-/// Most plans held; the oldest is dropped for a new one (its ticket then plans again).
+/// Most plans held in one store; the oldest is dropped for a new one.
 pub const MAX_HELD: usize = 256;
 
 pub struct Plans {
     /// Random per process, so a ticket from another process names no plan here.
     base: u64,
     next: AtomicU64,
-    /// Oldest first.
+    /// Least recently held first.
     held: Mutex<VecDeque<(u64, Instant, Prepared)>>,
 }
 
@@ -41,13 +51,20 @@ impl Default for Plans {
 }
 
 impl Plans {
-    /// Holds `plan` and returns its id for a ticket.
+    /// Holds `plan` and returns its id for a ticket or handle.
     pub fn hold(&self, plan: Prepared) -> u64 {
         let id = self
             .base
             .wrapping_add(self.next.fetch_add(1, Ordering::Relaxed));
+        self.hold_as(id, plan);
+        id
+    }
+
+    /// Holds `plan` under `id` (one of this store's ids), replacing what it held.
+    pub fn hold_as(&self, id: u64, plan: Prepared) {
         let now = Instant::now();
         let mut held = self.held.lock();
+        held.retain(|(k, _, _)| *k != id);
         while held
             .front()
             .is_some_and(|(_, at, _)| now.duration_since(*at) > TTL || held.len() >= MAX_HELD)
@@ -55,11 +72,10 @@ impl Plans {
             held.pop_front();
         }
         held.push_back((id, now, plan));
-        id
     }
 
-    /// The plan `id` if it is still held, in time, and of the statement `sql` on `db`
-    /// (a ticket's text wins over an id that names another statement).
+    /// Takes the plan `id` if it is still held, in time, and of the statement `sql` on
+    /// `db` (a handle's text wins over an id that names another statement).
     pub fn take(&self, id: u64, db: &str, sql: &str) -> Option<Prepared> {
         let (_, at, plan) = {
             let mut held = self.held.lock();
@@ -67,5 +83,10 @@ impl Plans {
             held.remove(i)?
         };
         (at.elapsed() <= TTL && plan.db() == db && plan.sql() == sql).then_some(plan)
+    }
+
+    /// Drops the plan `id`, if held.
+    pub fn release(&self, id: u64) {
+        self.held.lock().retain(|(k, _, _)| *k != id);
     }
 }
