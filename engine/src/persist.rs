@@ -21,7 +21,7 @@
 //! - floats: dictionary while it pays, falling back to `BYTE_STREAM_SPLIT`, which lets
 //!   ZSTD find the repeated exponent bytes of slowly changing gauges;
 //! - ZSTD (level 3) everywhere, page and column-chunk statistics for pruning, row groups of
-//!   at most [`ROW_GROUP_ROWS`] rows.
+//!   at most [`ROW_GROUP_ROWS`] rows, pages of at most [`PAGE_ROWS`].
 //!
 //! The Arrow schema is embedded (the default of `ArrowWriter`), so tags read back as
 //! dictionaries.
@@ -51,6 +51,11 @@ use crate::schema::{TIME_COLUMN, arrow_schema};
 
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// Rows per data page at most. A page holds the runs of a few series (a run is about a
+/// thousand rows, see above), so the page index finds one series' rows without decoding
+/// those of twenty others, as pages of DataFusion's default 20,000 rows made it.
+pub const PAGE_ROWS: usize = 8 * 1024;
 
 /// A slice smaller than this shares its row group with the next: a table of a few series
 /// keeps row groups worth compressing and indexing.
@@ -88,6 +93,7 @@ pub fn writer_properties(columns: &[ColumnDef]) -> WriterProperties {
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_created_by(format!("strata {}", env!("CARGO_PKG_VERSION")));
     let mut sorting = Vec::new();
     for (i, c) in columns.iter().enumerate() {

@@ -84,6 +84,48 @@ fn hosts_and_times(b: &RecordBatch) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// Pages hold a few series' runs, not DataFusion's default 20,000 rows: the page index then
+/// finds one series without decoding those of many others.
+#[tokio::test]
+async fn persisted_pages_hold_a_few_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open(dir.path(), |_| {}).await;
+    let base = NOW - 3600 * SEC;
+    // 40 series × 600 points: 24,000 rows, one row group.
+    let pts: Vec<Point> = (0..40)
+        .flat_map(|h| (0..600).map(move |i| point(&format!("h{h:02}"), 1.0, base + i * SEC)))
+        .collect();
+    e.write("metrics", pts, WriteOptions::default())
+        .await
+        .expect("write");
+    assert_eq!(e.persist(true).await.expect("persist"), 1);
+    let cat = e.catalog_snapshot();
+    let f = &cat.table("metrics", "cpu").expect("table").files[0];
+    let file = std::fs::File::open(dir.path().join(&f.path)).expect("file");
+    let options = parquet::file::serialized_reader::ReadOptionsBuilder::new()
+        .with_page_index()
+        .build();
+    let reader = SerializedFileReader::new_with_options(file, options).expect("parquet");
+    let meta = reader.metadata();
+    assert_eq!(meta.num_row_groups(), 1);
+    let index = meta.offset_index().expect("offset index");
+    for (c, column) in index[0].iter().enumerate() {
+        let starts: Vec<i64> = column
+            .page_locations()
+            .iter()
+            .map(|p| p.first_row_index)
+            .chain([24_000])
+            .collect();
+        let rows: Vec<i64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(rows.len() >= 3, "column {c}: pages of {rows:?} rows");
+        assert!(
+            rows.iter()
+                .all(|&n| n as usize <= strata_engine::persist::PAGE_ROWS),
+            "column {c}: pages of {rows:?} rows"
+        );
+    }
+}
+
 #[tokio::test]
 async fn persisted_file_is_sorted_deduplicated_and_encoded_for_time_series() {
     let dir = tempfile::tempdir().expect("tempdir");

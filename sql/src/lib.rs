@@ -283,14 +283,11 @@ impl QueryEngine {
         if !self.engine.has_database(db) && db != DEFAULT_DATABASE {
             return Err(Error::UnknownDatabase(db.to_string()));
         }
-        let mut config = SessionConfig::new()
+        let config = SessionConfig::new()
             .with_extension(Arc::clone(&self.scans))
             .with_default_catalog_and_schema(db, PUBLIC_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);
-        // Strata writes no bloom filters (files are sorted by series, so statistics and
-        // the page index prune by tag): looking for them cost each scan 2% of its CPU.
-        config.options_mut().execution.parquet.bloom_filter_on_read = false;
         let analyzer: Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync> = match as_of {
             None => Arc::new(last_values::LastValueRule::new(self.clone())),
             Some(moment) => Arc::new(as_of::AsOfRule::new(moment)),
