@@ -216,7 +216,7 @@ fn wal_append(c: &mut Criterion) {
                 tables: vec![("cpu".into(), batch.clone())],
             };
             framed.clear();
-            wal::frame(&wal::encode_payload(&rec).expect("encode"), &mut framed);
+            wal::encode_framed(&rec, &mut framed).expect("encode");
             segment.append(&framed).expect("append");
             segment.sync().expect("fsync");
         });

@@ -1305,6 +1305,9 @@ fn wal_thread(
     let max_group = shared.config.wal_max_group_bytes;
     let max_delay = shared.config.wal_max_batch_delay;
     let mut pending: Option<WalMsg> = None;
+    // Each group's framed records, kept between groups: a new buffer faulted in fresh
+    // memory for every write.
+    let mut buf: Vec<u8> = Vec::new();
     loop {
         let first = match pending.take() {
             Some(m) => m,
@@ -1361,7 +1364,7 @@ fn wal_thread(
             }
         }
         if !writes.is_empty() {
-            let mut buf = Vec::new();
+            buf.clear();
             let mut encoded = Vec::with_capacity(writes.len());
             for (db, tables, reply) in writes {
                 let rec = WalRecord {
@@ -1369,9 +1372,8 @@ fn wal_thread(
                     db,
                     tables,
                 };
-                match wal::encode_payload(&rec) {
-                    Ok(payload) => {
-                        wal::frame(&payload, &mut buf);
+                match wal::encode_framed(&rec, &mut buf) {
+                    Ok(()) => {
                         next_seq += 1;
                         encoded.push((rec, reply));
                     }

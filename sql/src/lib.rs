@@ -464,8 +464,11 @@ impl QueryEngine {
             return None;
         }
         Some(Prepared {
+            described: prepared.described.clone(),
+            db: prepared.db.clone(),
+            sql: prepared.sql.clone(),
+            ctx: prepared.ctx.clone(),
             frame: datafusion::dataframe::DataFrame::new(prepared.ctx.state(), plan),
-            ..prepared.clone()
         })
     }
 

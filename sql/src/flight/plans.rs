@@ -10,7 +10,8 @@
 //! - For prepared statements: `CreatePreparedStatement` holds its plan for the statement's
 //!   `GetFlightInfo` calls, which take a new snapshot of its tables each time
 //!   ([`crate::QueryEngine::refresh`]) rather than planning the SQL again. Each use puts
-//!   back the refreshed plan, so a statement never keeps old data alive.
+//!   back the refreshed plan: a held statement keeps the snapshot of its last use, not of
+//!   its preparation.
 //!
 //! A handle or ticket whose plan is gone (used, closed, expired, dropped for newer ones,
 //! or made by another process) plans its SQL again: handles and tickets stay
@@ -26,8 +27,9 @@ use parking_lot::Mutex;
 use crate::Prepared;
 
 /// How long a plan waits for its next use. Files a plan reads are kept at least this long
-/// after compaction replaces them (the grace period is minutes), and the hot data of its
-/// snapshot stays in memory this long.
+/// after compaction replaces them (the grace period is minutes). The hot data of its
+/// snapshot stays in memory until the plan goes: used, or dropped by the next `hold` once
+/// older than this.
 pub const TTL: Duration = Duration::from_secs(30);
 /// Most plans held in one store; the oldest is dropped for a new one.
 pub const MAX_HELD: usize = 256;
