@@ -68,14 +68,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
     }
 }
 
-/// Encodes the payload of one record (without framing).
-pub fn encode_payload(rec: &WalRecord) -> Result<Vec<u8>, WalError> {
-    let mut out = Vec::new();
-    encode_payload_into(rec, &mut out)?;
-    Ok(out)
-}
-
-/// Appends one framed record to `out` (see [`frame`]), encoding the payload in place: a
+/// Appends one framed record to `out` (`len | crc32 | payload`), encoding the payload in place: a
 /// group of records is encoded into one buffer, which the WAL thread keeps for the next
 /// group. (Encoding each table into a new vector, then the payload into another and the
 /// frame into a third faulted in fresh memory for every copy: a fifth of the WAL
@@ -121,13 +114,6 @@ fn encode_payload_into(rec: &WalRecord, out: &mut Vec<u8>) -> Result<(), WalErro
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
     out.extend_from_slice(b);
-}
-
-/// Frames a payload: length, checksum, payload.
-pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    out.extend_from_slice(payload);
 }
 
 struct Cursor<'a> {
@@ -402,6 +388,20 @@ mod tests {
         w.append(&framed).expect("append");
         w.sync().expect("sync");
         w
+    }
+
+    /// The payload of one record, encoded on its own.
+    fn encode_payload(rec: &WalRecord) -> Result<Vec<u8>, WalError> {
+        let mut out = Vec::new();
+        encode_payload_into(rec, &mut out)?;
+        Ok(out)
+    }
+
+    /// Frames a payload: length, checksum, payload.
+    fn frame(payload: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        out.extend_from_slice(payload);
     }
 
     #[test]

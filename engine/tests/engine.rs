@@ -55,6 +55,14 @@ fn read_rows(path: &std::path::Path, groups: Option<Vec<usize>>) -> Vec<RecordBa
         .expect("read")
 }
 
+/// The path of the table's only Parquet file.
+fn the_one_file(e: &Engine, dir: &std::path::Path) -> std::path::PathBuf {
+    let cat = e.catalog_snapshot();
+    let files = &cat.table("metrics", "cpu").expect("table").files;
+    assert_eq!(files.len(), 1);
+    dir.join(&files[0].path)
+}
+
 /// (host, time) of each row of `b`.
 fn hosts_and_times(b: &RecordBatch) -> Vec<(String, i64)> {
     let host = b
@@ -99,9 +107,7 @@ async fn persisted_pages_hold_a_few_series() {
         .await
         .expect("write");
     assert_eq!(e.persist(true).await.expect("persist"), 1);
-    let cat = e.catalog_snapshot();
-    let f = &cat.table("metrics", "cpu").expect("table").files[0];
-    let file = std::fs::File::open(dir.path().join(&f.path)).expect("file");
+    let file = std::fs::File::open(the_one_file(&e, dir.path())).expect("file");
     let options = parquet::file::serialized_reader::ReadOptionsBuilder::new()
         .with_page_index()
         .build();
@@ -248,10 +254,7 @@ async fn a_file_holds_one_row_group_per_time_slice_each_sorted_by_series_and_tim
             .expect("write");
     }
     assert_eq!(e.persist(true).await.expect("persist"), 1);
-    let cat = e.catalog_snapshot();
-    let files = &cat.table("metrics", "cpu").expect("table").files;
-    assert_eq!(files.len(), 1);
-    let path = dir.path().join(&files[0].path);
+    let path = the_one_file(&e, dir.path());
 
     let groups =
         ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).expect("file"))

@@ -109,9 +109,14 @@ pub(super) async fn write_fleet(s: &Server) -> i64 {
         lp.push_str(&format!("cpu,host=a usage={i}.0,cores=4i {t}\n"));
         lp.push_str(&format!("cpu,host=b usage={}.0,cores=8i {t}\n", 10 + i));
     }
+    write(s, lp).await;
+    start
+}
+
+/// Writes line protocol to database `fleet`, which must accept it.
+async fn write(s: &Server, lp: String) {
     let r = s.write_lp("fleet", lp).await;
     assert!(r.status().is_success(), "{:?}", r.text().await);
-    start
 }
 
 fn rfc3339(ns: i64) -> String {
@@ -267,10 +272,7 @@ async fn a_ticket_runs_the_plan_made_for_it_once() {
         .execute("SELECT count(*) AS n FROM cpu".to_string(), None)
         .await
         .expect("execute");
-    let r = s
-        .write_lp("fleet", format!("cpu,host=c usage=1.0 {start}\n"))
-        .await;
-    assert!(r.status().is_success(), "{:?}", r.text().await);
+    write(&s, format!("cpu,host=c usage=1.0 {start}\n")).await;
     assert_eq!(
         count(&fetch(&mut c, info.clone()).await),
         20,
@@ -284,15 +286,9 @@ async fn a_ticket_runs_the_plan_made_for_it_once() {
         .prepare("SELECT count(*) AS n FROM cpu".to_string(), None)
         .await
         .expect("prepare");
-    let r = s
-        .write_lp("fleet", format!("cpu,host=d usage=1.0 {start}\n"))
-        .await;
-    assert!(r.status().is_success(), "{:?}", r.text().await);
+    write(&s, format!("cpu,host=d usage=1.0 {start}\n")).await;
     let info = p.execute().await.expect("execute");
-    let r = s
-        .write_lp("fleet", format!("cpu,host=e usage=1.0 {start}\n"))
-        .await;
-    assert!(r.status().is_success(), "{:?}", r.text().await);
+    write(&s, format!("cpu,host=e usage=1.0 {start}\n")).await;
     assert_eq!(count(&fetch(&mut c, info).await), 22, "as of GetFlightInfo");
     let info = p.execute().await.expect("execute");
     assert_eq!(count(&fetch(&mut c, info).await), 23);
@@ -303,10 +299,7 @@ async fn a_ticket_runs_the_plan_made_for_it_once() {
         .prepare("SELECT * FROM cpu WHERE host = 'f'".to_string(), None)
         .await
         .expect("prepare");
-    let r = s
-        .write_lp("fleet", format!("cpu,host=f usage=1.0,load=3i {start}\n"))
-        .await;
-    assert!(r.status().is_success(), "{:?}", r.text().await);
+    write(&s, format!("cpu,host=f usage=1.0,load=3i {start}\n")).await;
     let b = fetch(&mut c, p.execute().await.expect("execute")).await;
     assert_eq!(rows(&b), 1);
     let load = b[0].schema().index_of("load").expect("the new column");
@@ -322,10 +315,7 @@ async fn a_ticket_runs_the_plan_made_for_it_once() {
                   WHERE table_schema = 'public'";
     let mut p = c.prepare(tables.to_string(), None).await.expect("prepare");
     let before = count(&fetch(&mut c, p.execute().await.expect("execute")).await);
-    let r = s
-        .write_lp("fleet", format!("mem,host=a used=1i {start}\n"))
-        .await;
-    assert!(r.status().is_success(), "{:?}", r.text().await);
+    write(&s, format!("mem,host=a used=1i {start}\n")).await;
     let after = count(&fetch(&mut c, p.execute().await.expect("execute")).await);
     assert_eq!(after, before + 1, "the new table is listed");
 }
