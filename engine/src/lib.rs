@@ -25,6 +25,8 @@ pub mod scan;
 pub mod schema;
 pub mod system;
 pub mod tiers;
+pub mod time_blocks;
+pub mod time_filter;
 pub mod wal;
 pub mod write;
 

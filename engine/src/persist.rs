@@ -24,7 +24,9 @@
 //!   at most [`ROW_GROUP_ROWS`] rows, pages of at most [`PAGE_ROWS`].
 //!
 //! The Arrow schema is embedded (the default of `ArrowWriter`), so tags read back as
-//! dictionaries.
+//! dictionaries. The footer's key-value metadata also holds the file's time blocks
+//! ([`crate::time_blocks`]): the time range of every 64 rows, which lets a query over a
+//! few minutes of a slice read a few rows of each series' run rather than all of them.
 
 use std::sync::Arc;
 
@@ -37,7 +39,7 @@ use datafusion::logical_expr::{LogicalPlanBuilder, SortExpr};
 use datafusion::prelude::{SessionContext, ident};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::SortingColumn;
+use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use strata_catalog::{ColumnDef, ColumnKind, FieldType, Tier};
@@ -48,6 +50,7 @@ use crate::dedup::{
 };
 use crate::rollup::bucket_expr;
 use crate::schema::{TIME_COLUMN, arrow_schema};
+use crate::time_blocks::{self, TimeBlocks};
 
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;
@@ -189,6 +192,8 @@ pub fn encode_parquet(
     )?;
     let time = schema.index_of(TIME_COLUMN).ok();
     let mut current: Option<i64> = None;
+    // `None` once a batch has no (non-null) times: the file then gets no time blocks.
+    let mut blocks = Some(TimeBlocks::default());
     for b in batches {
         let times = time.and_then(|i| {
             b.column(i)
@@ -196,9 +201,13 @@ pub fn encode_parquet(
                 .downcast_ref::<TimestampNanosecondArray>()
         });
         let Some(times) = times.filter(|t| t.null_count() == 0) else {
+            blocks = None;
             w.write(b)?;
             continue;
         };
+        if let Some(blocks) = blocks.as_mut() {
+            blocks.push(times.values());
+        }
         let mut start = 0;
         for (row, t) in times.values().iter().enumerate() {
             let s = t.div_euclid(slice.max(1));
@@ -216,6 +225,9 @@ pub fn encode_parquet(
         if start < b.num_rows() {
             w.write(&b.slice(start, b.num_rows() - start))?;
         }
+    }
+    if let Some(blocks) = blocks.filter(|b| !b.is_empty()) {
+        w.append_key_value_metadata(KeyValue::new(time_blocks::KEY.to_string(), blocks.encode()));
     }
     w.close()?;
     Ok(buf)

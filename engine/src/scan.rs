@@ -14,22 +14,27 @@
 //! rollup window, or a compacted range) intersect. Only tag and time predicates may be
 //! passed in `pushed`: they go below the dedup step and into the Parquet scans.
 
+use std::any::Any;
+
 use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::{Result, ScalarValue};
+use datafusion::common::{HashMap, Result, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemTable;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType, provider_as_source};
-use datafusion::execution::cache::cache_manager::FileMetadataCache;
+use datafusion::execution::cache::cache_manager::{
+    CachedFileMetadataEntry, FileMetadata, FileMetadataCache,
+};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
@@ -40,17 +45,21 @@ use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::prelude::ident;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use strata_catalog::{ColumnDef, ParquetFileMeta, Tier};
+use tracing::warn;
 
 use crate::HotPiece;
 use crate::dedup::{
     dedup_plan, project_to_table, ranked_batches, ranked_schema, then_write_order, to_table_schema,
 };
 use crate::schema::{ROW_COLUMN, SEQ_COLUMN};
+use crate::time_blocks::{self, Selection, TimeBlocks};
+use crate::time_filter::TimeSpans;
 
 /// The URL under which the local data store (raw and warm tiers) is registered with
 /// DataFusion.
@@ -101,13 +110,14 @@ impl TableProvider for FileSet {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // No predicate here: the filters given are only ever copies of a filter kept above
         // this scan (the push-down is inexact), and the physical optimizer's filter
         // push-down hands that filter's predicate to the Parquet source for pruning.
         // Setting it here too would make the source prune with every conjunct twice.
+        // Their time bounds only choose the rows of each file's time blocks to read.
         // Strata writes no bloom filters (files are sorted by series, so statistics and the
         // page index prune by tag): looking for them took 2% of a small query's CPU.
         let mut source =
@@ -119,13 +129,27 @@ impl TableProvider for FileSet {
             store: runtime.object_store(&url)?,
             cache: runtime.cache_manager.get_file_metadata_cache(),
         }));
-        // Spread the files over the session's partitions.
+        // Spread the files over the session's partitions, each with the rows of its time
+        // blocks that the filters' time intervals can need.
+        let spans = TimeSpans::from_filters(filters);
+        let store = runtime.object_store(&url)?;
+        let cache = runtime.cache_manager.get_file_metadata_cache();
+        let mut files = Vec::with_capacity(self.files.len());
+        for f in &self.files {
+            let file = PartitionedFile::new(f.path.clone(), f.size_bytes);
+            match time_selection(&spans, f, &file, &store, &cache).await? {
+                Some(s) if s.selected_rows == 0 => {}
+                Some(s) => files.push(
+                    file.with_extension(ParquetRowSelection::new(RowSelection::from(s.selectors))),
+                ),
+                None => files.push(file),
+            }
+        }
         let n = state.config().target_partitions().max(1);
-        let mut groups: Vec<Vec<PartitionedFile>> =
-            vec![Vec::new(); n.min(self.files.len()).max(1)];
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n.min(files.len()).max(1)];
         let k = groups.len();
-        for (i, f) in self.files.iter().enumerate() {
-            groups[i % k].push(PartitionedFile::new(f.path.clone(), f.size_bytes));
+        for (i, f) in files.into_iter().enumerate() {
+            groups[i % k].push(f);
         }
         let config = FileScanConfigBuilder::new(url, Arc::new(source))
             .with_projection_indices(projection.cloned())?
@@ -200,20 +224,142 @@ impl AsyncFileReader for IndexedReader {
         _options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
-            DFParquetMetadata::new(self.store.as_ref(), &self.meta)
-                .with_file_metadata_cache(Some(Arc::clone(&self.cache)))
-                .with_metadata_size_hint(self.metadata_size_hint)
-                .with_page_index_policy(Some(PageIndexPolicy::Optional))
-                .fetch_metadata()
-                .await
-                .map_err(|e| {
-                    parquet::errors::ParquetError::General(format!(
-                        "metadata of {}: {e}",
-                        self.meta.location
-                    ))
-                })
+            file_metadata(
+                &self.store,
+                &self.cache,
+                &self.meta,
+                self.metadata_size_hint,
+            )
+            .await
+            .map_err(|e| {
+                parquet::errors::ParquetError::General(format!(
+                    "metadata of {}: {e}",
+                    self.meta.location
+                ))
+            })
         }
         .boxed()
+    }
+}
+
+/// A file's footer and page index, from the session's metadata cache or read into it.
+async fn file_metadata(
+    store: &Arc<dyn ObjectStore>,
+    cache: &Arc<FileMetadataCache>,
+    meta: &ObjectMeta,
+    size_hint: Option<usize>,
+) -> Result<Arc<ParquetMetaData>> {
+    DFParquetMetadata::new(store.as_ref(), meta)
+        .with_file_metadata_cache(Some(Arc::clone(cache)))
+        .with_metadata_size_hint(size_hint)
+        .with_page_index_policy(Some(PageIndexPolicy::Optional))
+        .fetch_metadata()
+        .await
+}
+
+/// A selection reading more than this share of a file's rows is not worth its skips.
+const MAX_SELECTED_SHARE: f64 = 0.5;
+
+/// The rows of `f` in its time blocks that overlap `spans` ([`crate::time_blocks`]), when
+/// the spans leave some of the file out and the selection reads at most
+/// [`MAX_SELECTED_SHARE`] of it. `None` reads the whole file: so do files without blocks,
+/// or with blocks that do not match the file (with a warning).
+async fn time_selection(
+    spans: &TimeSpans,
+    f: &ParquetFileMeta,
+    file: &PartitionedFile,
+    store: &Arc<dyn ObjectStore>,
+    cache: &Arc<FileMetadataCache>,
+) -> Result<Option<Selection>> {
+    let whole = spans
+        .ranges()
+        .iter()
+        .any(|r| r.lo <= f.min_time && r.hi >= f.max_time);
+    if whole || spans.is_empty() {
+        return Ok(None);
+    }
+    let Some(blocks) = file_time_blocks(f, file, store, cache).await? else {
+        return Ok(None);
+    };
+    let selection = blocks.selection(spans.ranges());
+    let rows = blocks.row_count() as f64;
+    Ok(((selection.selected_rows as f64) <= MAX_SELECTED_SHARE * rows).then_some(selection))
+}
+
+/// `f`'s time blocks, decoded once and kept in the session's metadata cache beside its
+/// footer (under the path with [`BLOCKS_SUFFIX`]); `None` for a file without them.
+async fn file_time_blocks(
+    f: &ParquetFileMeta,
+    file: &PartitionedFile,
+    store: &Arc<dyn ObjectStore>,
+    cache: &Arc<FileMetadataCache>,
+) -> Result<Option<Arc<TimeBlocks>>> {
+    let key = Path::from(format!("{}{BLOCKS_SUFFIX}", f.path));
+    if let Some(entry) = cache
+        .get(&key)
+        .filter(|e| e.is_valid_for(&file.object_meta))
+    {
+        return Ok(entry
+            .file_metadata
+            .as_any()
+            .downcast_ref::<CachedBlocks>()
+            .map(|b| Arc::clone(&b.0)));
+    }
+    let meta = file_metadata(store, cache, &file.object_meta, None).await?;
+    let Some(value) = meta
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == time_blocks::KEY))
+        .and_then(|e| e.value.as_deref())
+    else {
+        return Ok(None);
+    };
+    let rows = u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
+    let blocks = match TimeBlocks::decode(value) {
+        Ok(b) if b.row_count() == rows => Arc::new(b),
+        Ok(b) => {
+            warn!(
+                file = f.path,
+                rows,
+                block_rows = b.row_count(),
+                "time blocks do not match the file's rows; reading it whole"
+            );
+            return Ok(None);
+        }
+        Err(e) => {
+            warn!(
+                file = f.path,
+                error = e,
+                "damaged time blocks; reading the file whole"
+            );
+            return Ok(None);
+        }
+    };
+    let entry = CachedFileMetadataEntry::new(
+        file.object_meta.clone(),
+        Arc::new(CachedBlocks(Arc::clone(&blocks))),
+    );
+    cache.put(&key, entry);
+    Ok(Some(blocks))
+}
+
+/// Appended to a file's path to key its decoded time blocks in the metadata cache.
+const BLOCKS_SUFFIX: &str = "#time_blocks";
+
+/// Decoded time blocks as an entry of the metadata cache (which bounds their memory).
+struct CachedBlocks(Arc<TimeBlocks>);
+
+impl FileMetadata for CachedBlocks {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn memory_size(&self) -> usize {
+        self.0.memory_size()
+    }
+
+    fn extra_info(&self) -> HashMap<String, String> {
+        HashMap::new()
     }
 }
 

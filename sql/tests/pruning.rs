@@ -1,5 +1,6 @@
 //! Parquet pruning under the metric table: the scan's time and tag filters reach the
-//! Parquet reader, which skips row groups whose statistics rule them out.
+//! Parquet reader, which skips row groups whose statistics rule them out, and the time
+//! bounds select the rows of each file's time blocks that can hold matches.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,7 @@ fn pruning(plan: &str, name: &str) -> (usize, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn time_filters_skip_row_groups_of_a_persisted_file() {
+async fn time_filters_read_only_the_time_blocks_they_need() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hour = 3_600_000_000_000i64;
     let mut config = EngineConfig::for_test(dir.path());
@@ -80,9 +81,116 @@ async fn time_filters_skip_row_groups_of_a_persisted_file() {
         .downcast_ref::<StringArray>()
         .expect("plan");
     let plan: String = (0..plans.len()).map(|i| plans.value(i)).collect();
+    // The time blocks leave the first slice's row group out before its statistics are
+    // looked at, and of the second read only the blocks from the bound on.
     assert_eq!(
         pruning(&plan, "row_groups_pruned_statistics"),
-        (2, 1),
+        (1, 1),
         "the first slice's row group is skipped: {plan}"
+    );
+    let read = scan_rows(&plan);
+    assert!(
+        (18_000..=18_000 + 2 * 64).contains(&read),
+        "{read} rows read: {plan}"
+    );
+}
+
+/// Rows the plan's Parquet scans produced (`output_rows` of each `DataSourceExec`).
+fn scan_rows(plan: &str) -> usize {
+    plan.split("DataSourceExec")
+        .skip(1)
+        .map(|part| {
+            let v = part
+                .split("output_rows=")
+                .nth(1)
+                .and_then(|m| m.split(',').next())
+                .unwrap_or("0");
+            let (number, scale) = match v.split_once(' ') {
+                Some((n, "K")) => (n, 1e3),
+                Some((n, "M")) => (n, 1e6),
+                _ => (v, 1.0),
+            };
+            (number.parse::<f64>().unwrap_or(f64::NAN) * scale).round() as usize
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_seconds_of_a_slice_are_read_from_a_few_rows_of_each_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hour = 3_600_000_000_000i64;
+    let sec = 1_000_000_000i64;
+    let mut config = EngineConfig::for_test(dir.path());
+    config.chunk_duration = Duration::from_secs(3 * 3600);
+    let (engine, _) = Engine::open(config, Arc::new(SystemClock))
+        .await
+        .expect("engine");
+    let q = QueryEngine::new(Arc::clone(&engine), QueryConfig::default()).expect("queries");
+    // 100 hosts every 10 s for 3 hours: one slice, runs of 1080 points; host h's value
+    // at step i is (i * 7 + h) % 1000.
+    let t0 = SystemClock.now_ns() / (3 * hour) * (3 * hour) - 6 * hour;
+    let value = |h: i64, i: i64| (i * 7 + h) % 1000;
+    let points: Vec<Point> = (0..1080i64)
+        .flat_map(|i| {
+            (0..100i64).map(move |h| Point {
+                table: "cpu".into(),
+                tags: vec![("host".into(), format!("h{h:03}").into())].into(),
+                fields: vec![("usage".into(), FieldValue::I64(value(h, i)))],
+                time: t0 + i * 10 * sec,
+                line: 1,
+            })
+        })
+        .collect();
+    engine
+        .write("fleet", points, WriteOptions::default())
+        .await
+        .expect("write");
+    engine.persist(true).await.expect("persist");
+    let at = |ns: i64| {
+        chrono::DateTime::from_timestamp_nanos(ns)
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    };
+    // Steps 720..=724 (2 hours in, 43 seconds), and steps 1000..=1001 as a second range.
+    let (lo, hi) = (t0 + 2 * hour, t0 + 2 * hour + 43 * sec);
+    let (lo2, hi2) = (t0 + 10_000 * sec, t0 + 10_015 * sec);
+    let sql = format!(
+        "SELECT count(*) AS n, max(usage) AS m, sum(usage) AS s FROM cpu \
+         WHERE (time >= TIMESTAMP '{}' AND time < TIMESTAMP '{}') \
+         OR (time >= TIMESTAMP '{}' AND time < TIMESTAMP '{}')",
+        at(lo),
+        at(hi),
+        at(lo2),
+        at(hi2)
+    );
+    let batches = collect(&q, &sql).await;
+    let steps: Vec<i64> = (720..=724).chain(1000..=1001).collect();
+    let expected: Vec<i64> = steps
+        .iter()
+        .flat_map(|&i| (0..100).map(move |h| value(h, i)))
+        .collect();
+    let column = |i: usize| {
+        batches[0]
+            .column(i)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("an integer")
+            .value(0)
+    };
+    assert_eq!(column(0), expected.len() as i64);
+    assert_eq!(column(1), *expected.iter().max().expect("rows"));
+    assert_eq!(column(2), expected.iter().sum::<i64>());
+    let batches = collect(&q, &format!("EXPLAIN ANALYZE {sql}")).await;
+    let plans = batches[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("plan");
+    let plan: String = (0..plans.len()).map(|i| plans.value(i)).collect();
+    // Each range lies in one or two blocks of 64 rows of each of the 100 runs.
+    let read = scan_rows(&plan);
+    assert!(
+        (700..=2 * 2 * 64 * 100).contains(&read),
+        "{read} of 108,000 rows read: {plan}"
     );
 }
