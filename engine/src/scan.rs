@@ -257,6 +257,19 @@ async fn file_metadata(
         .await
 }
 
+/// Reads `f`'s footer, page index and time blocks into `cache`, unless already there, so
+/// the first query of the file does not wait for them. Returns the bytes they take.
+pub async fn warm_file(
+    f: &ParquetFileMeta,
+    store: &Arc<dyn ObjectStore>,
+    cache: &Arc<FileMetadataCache>,
+) -> Result<usize> {
+    let file = PartitionedFile::new(f.path.clone(), f.size_bytes);
+    let meta = file_metadata(store, cache, &file.object_meta, None).await?;
+    let blocks = file_time_blocks(f, &file, store, cache).await?;
+    Ok(meta.memory_size() + blocks.map_or(0, |b| b.memory_size()))
+}
+
 /// A selection reading more than this share of a file's rows is not worth its skips.
 const MAX_SELECTED_SHARE: f64 = 0.5;
 

@@ -23,6 +23,7 @@ pub mod query_log;
 pub mod retention;
 pub mod table;
 pub mod tier_choice;
+mod warm;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -174,6 +175,10 @@ impl QueryEngine {
             SessionConfig::new(),
             Arc::clone(&runtime),
         ));
+        cpu.spawn(warm::warm_metadata(
+            Arc::clone(&engine),
+            Arc::clone(&runtime),
+        ));
         Ok(Self {
             log,
             scans,
@@ -184,6 +189,15 @@ impl QueryEngine {
             cpu: Arc::new(QueryRuntime(Some(cpu))),
             commands: Arc::default(),
         })
+    }
+
+    /// Whether the Parquet file at `path` (relative to its store) has its footer in the
+    /// metadata cache, e.g. read there by metadata warming.
+    pub fn file_metadata_cached(&self, path: &str) -> bool {
+        self.runtime
+            .cache_manager
+            .get_file_metadata_cache()
+            .contains_key(&object_store::path::Path::from(path))
     }
 
     /// Installs the handler of non-query statements (see [`commands`]); once per process,

@@ -194,3 +194,72 @@ async fn the_newest_seconds_of_a_slice_are_read_from_a_few_rows_of_each_series()
         "{read} of 108,000 rows read: {plan}"
     );
 }
+
+/// Paths of every file the catalog lists.
+fn registered(engine: &Engine) -> Vec<String> {
+    engine
+        .catalog_snapshot()
+        .databases
+        .values()
+        .flat_map(|db| db.tables.values())
+        .flat_map(|t| t.files.iter().map(|f| f.path.clone()))
+        .collect()
+}
+
+/// Polls until every registered file's metadata is cached, for at most 20 s.
+async fn all_warmed(engine: &Engine, q: &QueryEngine) -> Result<(), Vec<String>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let cold: Vec<String> = registered(engine)
+            .into_iter()
+            .filter(|p| !q.file_metadata_cached(p))
+            .collect();
+        if cold.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(cold);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_files_have_their_metadata_read_before_any_query() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = EngineConfig::for_test(dir.path());
+    let (engine, _) = Engine::open(config, Arc::new(SystemClock))
+        .await
+        .expect("engine");
+    let point = |host: &str, time: i64| Point {
+        table: "cpu".into(),
+        tags: vec![("host".into(), host.into())].into(),
+        fields: vec![("usage".into(), FieldValue::I64(1))],
+        time,
+        line: 1,
+    };
+    let now = SystemClock.now_ns();
+    engine
+        .write(
+            "fleet",
+            vec![point("a", now - 3_600_000_000_000)],
+            WriteOptions::default(),
+        )
+        .await
+        .expect("write");
+    engine.persist(true).await.expect("persist");
+    assert_eq!(registered(&engine).len(), 1);
+    // A file registered before the query engine started.
+    let q = QueryEngine::new(Arc::clone(&engine), QueryConfig::default()).expect("queries");
+    all_warmed(&engine, &q)
+        .await
+        .expect("files warmed at start");
+    // And one registered while it runs.
+    engine
+        .write("fleet", vec![point("b", now)], WriteOptions::default())
+        .await
+        .expect("write");
+    engine.persist(true).await.expect("persist");
+    assert_eq!(registered(&engine).len(), 2);
+    all_warmed(&engine, &q).await.expect("a new file warmed");
+}
