@@ -316,7 +316,7 @@ async fn file_time_blocks(
             .file_metadata
             .as_any()
             .downcast_ref::<CachedBlocks>()
-            .map(|b| Arc::clone(&b.0)));
+            .and_then(|b| b.0.clone()));
     }
     let meta = file_metadata(store, cache, &file.object_meta, None).await?;
     let Some(value) = meta
@@ -329,7 +329,7 @@ async fn file_time_blocks(
     };
     let rows = u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
     let blocks = match TimeBlocks::decode(value) {
-        Ok(b) if b.row_count() == rows => Arc::new(b),
+        Ok(b) if b.row_count() == rows => Some(Arc::new(b)),
         Ok(b) => {
             warn!(
                 file = f.path,
@@ -337,7 +337,7 @@ async fn file_time_blocks(
                 block_rows = b.row_count(),
                 "time blocks do not match the file's rows; reading it whole"
             );
-            return Ok(None);
+            None
         }
         Err(e) => {
             warn!(
@@ -345,22 +345,24 @@ async fn file_time_blocks(
                 error = e,
                 "damaged time blocks; reading the file whole"
             );
-            return Ok(None);
+            None
         }
     };
+    // Blocks that cannot be used are remembered too, so the warning is given once.
     let entry = CachedFileMetadataEntry::new(
         file.object_meta.clone(),
-        Arc::new(CachedBlocks(Arc::clone(&blocks))),
+        Arc::new(CachedBlocks(blocks.clone())),
     );
     cache.put(&key, entry);
-    Ok(Some(blocks))
+    Ok(blocks)
 }
 
 /// Appended to a file's path to key its decoded time blocks in the metadata cache.
 const BLOCKS_SUFFIX: &str = "#time_blocks";
 
-/// Decoded time blocks as an entry of the metadata cache (which bounds their memory).
-struct CachedBlocks(Arc<TimeBlocks>);
+/// Decoded time blocks as an entry of the metadata cache (which bounds their memory);
+/// `None` for blocks that could not be used.
+struct CachedBlocks(Option<Arc<TimeBlocks>>);
 
 impl FileMetadata for CachedBlocks {
     fn as_any(&self) -> &dyn Any {
@@ -368,7 +370,7 @@ impl FileMetadata for CachedBlocks {
     }
 
     fn memory_size(&self) -> usize {
-        self.0.memory_size()
+        self.0.as_ref().map_or(0, |b| b.memory_size()) + std::mem::size_of::<Self>()
     }
 
     fn extra_info(&self) -> HashMap<String, String> {

@@ -13,10 +13,11 @@
 //! A block's range holds every `time` in it whatever the order, so a selection is always a
 //! superset of the rows in the intervals: the query's own filter still applies.
 //!
-//! Encoding (version 1): base64 (standard, as the metadata holds strings) of the byte `1`
-//! and then, zstd-compressed, LEB128 varints: the number of blocks; each block's rows;
+//! Encoding (version 1): base64 (standard, as the metadata holds strings) of the byte `1`,
+//! the uncompressed size, then, zstd-compressed, the number of blocks; each block's rows;
 //! each block's minimum less the previous block's maximum (zigzag); each block's maximum
-//! less its minimum. Columns of near-constant deltas, so regular series cost a few bytes.
+//! less its minimum. Numbers are LEB128 varints. Columns of near-constant deltas, so
+//! regular series cost a few bytes.
 
 use base64::Engine as _;
 use parquet::arrow::arrow_reader::RowSelector;
@@ -31,6 +32,9 @@ pub const KEY: &str = "strata.time_blocks";
 pub const BLOCK_ROWS: u32 = 64;
 
 const VERSION: u8 = 1;
+/// Largest uncompressed size accepted: about 20 bytes a block, for files of up to
+/// 3 billion rows.
+const MAX_RAW_BYTES: u64 = 1 << 30;
 const ZSTD_LEVEL: i32 = 3;
 
 /// The time blocks of one file, in row order.
@@ -107,6 +111,7 @@ impl TimeBlocks {
             put_varint(&mut raw, max.wrapping_sub(min) as u64);
         }
         let mut out = vec![VERSION];
+        put_varint(&mut out, raw.len() as u64);
         // Compressing a buffer in memory fails only on allocation failure.
         out.extend(zstd::bulk::compress(&raw, ZSTD_LEVEL).unwrap_or_default());
         base64::engine::general_purpose::STANDARD.encode(out)
@@ -121,10 +126,21 @@ impl TimeBlocks {
         if version != VERSION {
             return Err(format!("time blocks of unknown version {version}"));
         }
-        // A block takes at least three bytes, each expanding to at most this.
-        let limit = body.len().saturating_mul(1 << 12).max(1 << 16);
-        let raw = zstd::bulk::decompress(body, limit)
+        let mut header = Reader { buf: body, at: 0 };
+        let size = header.varint()?;
+        if size > MAX_RAW_BYTES {
+            return Err(format!(
+                "time blocks of {size} bytes, more than {MAX_RAW_BYTES}"
+            ));
+        }
+        let raw = zstd::bulk::decompress(&body[header.at..], size as usize)
             .map_err(|e| format!("time blocks do not decompress: {e}"))?;
+        if raw.len() as u64 != size {
+            return Err(format!(
+                "time blocks decompress to {} bytes, not {size}",
+                raw.len()
+            ));
+        }
         let mut r = Reader { buf: &raw, at: 0 };
         let n = usize::try_from(r.varint()?).map_err(|_| "time block count overflows")?;
         if n > raw.len() {
@@ -270,6 +286,19 @@ mod tests {
         // 17,000 blocks of a 3-hour slice of 1000 series at 10 s.
         assert_eq!(b.len(), 17_000);
         assert!(b.encode().len() < 4096, "{} bytes", b.encode().len());
+    }
+
+    #[test]
+    fn a_large_regular_index_round_trips_however_well_it_compresses() {
+        // 10,000 series of 3 hours at 10 s: 10.8 M rows, 170,000 blocks.
+        let run = runs(1, 1080, 0);
+        let mut b = TimeBlocks::default();
+        for _ in 0..10_000 {
+            b.push(&run);
+        }
+        let value = b.encode();
+        assert_eq!(TimeBlocks::decode(&value).expect("decodes"), b);
+        assert!(value.len() < 16 * 1024, "{} bytes", value.len());
     }
 
     #[test]
