@@ -43,7 +43,6 @@ pub struct TimeBlocks {
     rows: Vec<u32>,
     min: Vec<i64>,
     max: Vec<i64>,
-    last: Option<i64>,
 }
 
 /// Rows of a file a scan reads.
@@ -58,21 +57,20 @@ impl TimeBlocks {
     /// Adds the next rows' times.
     pub fn push(&mut self, times: &[i64]) {
         for &t in times {
-            let open = match (self.last, self.rows.last()) {
-                (Some(prev), Some(&n)) => t >= prev && n < BLOCK_ROWS,
+            // Times never go back inside a block, so its maximum is its last row's time.
+            let open = match (self.max.last(), self.rows.last()) {
+                (Some(&prev), Some(&n)) => t >= prev && n < BLOCK_ROWS,
                 _ => false,
             };
             if open {
                 let i = self.rows.len() - 1;
                 self.rows[i] += 1;
-                self.min[i] = self.min[i].min(t);
-                self.max[i] = self.max[i].max(t);
+                self.max[i] = t;
             } else {
                 self.rows.push(1);
                 self.min.push(t);
                 self.max.push(t);
             }
-            self.last = Some(t);
         }
     }
 
@@ -150,7 +148,6 @@ impl TimeBlocks {
             rows: Vec::with_capacity(n),
             min: Vec::with_capacity(n),
             max: Vec::with_capacity(n),
-            last: None,
         };
         for _ in 0..n {
             let rows = u32::try_from(r.varint()?).map_err(|_| "a time block's rows overflow")?;
@@ -174,8 +171,6 @@ impl TimeBlocks {
                 raw.len() - r.at
             ));
         }
-        // Times never go back inside a block, so the last row's is its block's maximum.
-        blocks.last = blocks.max.last().copied();
         Ok(blocks)
     }
 

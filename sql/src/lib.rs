@@ -150,6 +150,8 @@ pub struct QueryEngine {
     commands: Arc<std::sync::OnceLock<Arc<dyn commands::Commands>>>,
     log: Arc<query_log::QueryLog>,
     scans: Arc<table::ScanPlanner>,
+    /// The catalog version whose files metadata warming last went through.
+    warmed: tokio::sync::watch::Receiver<u64>,
 }
 
 impl QueryEngine {
@@ -175,9 +177,11 @@ impl QueryEngine {
             SessionConfig::new(),
             Arc::clone(&runtime),
         ));
+        let (warmed_tx, warmed) = tokio::sync::watch::channel(0);
         cpu.spawn(warm::warm_metadata(
             Arc::clone(&engine),
             Arc::clone(&runtime),
+            warmed_tx,
         ));
         Ok(Self {
             log,
@@ -188,6 +192,7 @@ impl QueryEngine {
             config,
             cpu: Arc::new(QueryRuntime(Some(cpu))),
             commands: Arc::default(),
+            warmed,
         })
     }
 
@@ -198,6 +203,14 @@ impl QueryEngine {
             .cache_manager
             .get_file_metadata_cache()
             .contains_key(&object_store::path::Path::from(path))
+    }
+
+    /// Waits until metadata warming has gone through the files of catalog `version` or a
+    /// later one.
+    pub async fn metadata_warmed(&self, version: u64) {
+        let mut warmed = self.warmed.clone();
+        // The sender lives as long as the query runtime; if it is gone, so is warming.
+        let _ = warmed.wait_for(|v| *v >= version).await;
     }
 
     /// Installs the handler of non-query statements (see [`commands`]); once per process,

@@ -13,13 +13,19 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use strata_catalog::ParquetFileMeta;
 use strata_engine::Engine;
 use strata_engine::scan::{store_url, warm_file};
+use tokio::sync::watch;
 use tracing::debug;
 
 /// How often the catalog's version is checked for new files.
 const POLL: Duration = Duration::from_millis(500);
 
-/// Runs until the query runtime shuts down.
-pub(crate) async fn warm_metadata(engine: Arc<Engine>, runtime: Arc<RuntimeEnv>) {
+/// Runs until the query runtime shuts down. After each pass it sends the catalog version
+/// whose files it went through on `done`.
+pub(crate) async fn warm_metadata(
+    engine: Arc<Engine>,
+    runtime: Arc<RuntimeEnv>,
+    done: watch::Sender<u64>,
+) {
     let cache = runtime.cache_manager.get_file_metadata_cache();
     let budget = runtime.cache_manager.get_metadata_cache_limit() / 2;
     let mut seen_version = None;
@@ -70,5 +76,6 @@ pub(crate) async fn warm_metadata(engine: Arc<Engine>, runtime: Arc<RuntimeEnv>)
                 Err(e) => debug!(file = f.path, error = %e, "metadata not warmed"),
             }
         }
+        done.send_replace(catalog.version);
     }
 }

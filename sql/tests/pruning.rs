@@ -16,6 +16,28 @@ async fn collect(q: &QueryEngine, sql: &str) -> Vec<RecordBatch> {
     stream.try_collect().await.expect("batches")
 }
 
+/// An engine with chunks of `chunk_hours` over `dir`, and SQL over it.
+async fn open(dir: &std::path::Path, chunk_hours: u64) -> (Arc<Engine>, QueryEngine) {
+    let mut config = EngineConfig::for_test(dir);
+    config.chunk_duration = Duration::from_secs(chunk_hours * 3600);
+    let (engine, _) = Engine::open(config, Arc::new(SystemClock))
+        .await
+        .expect("engine");
+    let q = QueryEngine::new(Arc::clone(&engine), QueryConfig::default()).expect("queries");
+    (engine, q)
+}
+
+/// The text of `EXPLAIN ANALYZE sql`.
+async fn explain_analyze(q: &QueryEngine, sql: &str) -> String {
+    let batches = collect(q, &format!("EXPLAIN ANALYZE {sql}")).await;
+    let plans = batches[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("plan");
+    (0..plans.len()).map(|i| plans.value(i)).collect()
+}
+
 /// `name=N total → M matched` from an `EXPLAIN ANALYZE` plan, summed over its scans.
 fn pruning(plan: &str, name: &str) -> (usize, usize) {
     let mut sum = (0, 0);
@@ -38,12 +60,7 @@ fn pruning(plan: &str, name: &str) -> (usize, usize) {
 async fn time_filters_read_only_the_time_blocks_they_need() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hour = 3_600_000_000_000i64;
-    let mut config = EngineConfig::for_test(dir.path());
-    config.chunk_duration = Duration::from_secs(6 * 3600);
-    let (engine, _) = Engine::open(config, Arc::new(SystemClock))
-        .await
-        .expect("engine");
-    let q = QueryEngine::new(Arc::clone(&engine), QueryConfig::default()).expect("queries");
+    let (engine, q) = open(dir.path(), 6).await;
     // Two hosts every second for 6 hours: one file, one row group per 3-hour slice.
     let t0 = SystemClock.now_ns() / (6 * hour) * (6 * hour) - 12 * hour;
     let points: Vec<Point> = (0..6 * 3600i64)
@@ -74,13 +91,7 @@ async fn time_filters_read_only_the_time_blocks_they_need() {
         .expect("count")
         .value(0);
     assert_eq!(n, 2 * 9000, "2.5 hours of two hosts");
-    let batches = collect(&q, &format!("EXPLAIN ANALYZE {sql}")).await;
-    let plans = batches[0]
-        .column(1)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("plan");
-    let plan: String = (0..plans.len()).map(|i| plans.value(i)).collect();
+    let plan = explain_analyze(&q, &sql).await;
     // The time blocks leave the first slice's row group out before its statistics are
     // looked at, and of the second read only the blocks from the bound on.
     assert_eq!(
@@ -120,12 +131,7 @@ async fn the_newest_seconds_of_a_slice_are_read_from_a_few_rows_of_each_series()
     let dir = tempfile::tempdir().expect("tempdir");
     let hour = 3_600_000_000_000i64;
     let sec = 1_000_000_000i64;
-    let mut config = EngineConfig::for_test(dir.path());
-    config.chunk_duration = Duration::from_secs(3 * 3600);
-    let (engine, _) = Engine::open(config, Arc::new(SystemClock))
-        .await
-        .expect("engine");
-    let q = QueryEngine::new(Arc::clone(&engine), QueryConfig::default()).expect("queries");
+    let (engine, q) = open(dir.path(), 3).await;
     // 100 hosts every 10 s for 3 hours: one slice, runs of 1080 points; host h's value
     // at step i is (i * 7 + h) % 1000.
     let t0 = SystemClock.now_ns() / (3 * hour) * (3 * hour) - 6 * hour;
@@ -180,13 +186,7 @@ async fn the_newest_seconds_of_a_slice_are_read_from_a_few_rows_of_each_series()
     assert_eq!(column(0), expected.len() as i64);
     assert_eq!(column(1), *expected.iter().max().expect("rows"));
     assert_eq!(column(2), expected.iter().sum::<i64>());
-    let batches = collect(&q, &format!("EXPLAIN ANALYZE {sql}")).await;
-    let plans = batches[0]
-        .column(1)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("plan");
-    let plan: String = (0..plans.len()).map(|i| plans.value(i)).collect();
+    let plan = explain_analyze(&q, &sql).await;
     // Each range lies in one or two blocks of 64 rows of each of the 100 runs.
     let read = scan_rows(&plan);
     assert!(
@@ -206,22 +206,17 @@ fn registered(engine: &Engine) -> Vec<String> {
         .collect()
 }
 
-/// Polls until every registered file's metadata is cached, for at most 20 s.
-async fn all_warmed(engine: &Engine, q: &QueryEngine) -> Result<(), Vec<String>> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let cold: Vec<String> = registered(engine)
-            .into_iter()
-            .filter(|p| !q.file_metadata_cached(p))
-            .collect();
-        if cold.is_empty() {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(cold);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits (at most 20 s) until metadata warming went through the catalog as it is now,
+/// then lists the registered files whose metadata is not cached.
+async fn cold_files(engine: &Engine, q: &QueryEngine) -> Vec<String> {
+    let version = engine.catalog_snapshot().version;
+    tokio::time::timeout(Duration::from_secs(20), q.metadata_warmed(version))
+        .await
+        .expect("warming went through the catalog");
+    registered(engine)
+        .into_iter()
+        .filter(|p| !q.file_metadata_cached(p))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,9 +246,11 @@ async fn registered_files_have_their_metadata_read_before_any_query() {
     assert_eq!(registered(&engine).len(), 1);
     // A file registered before the query engine started.
     let q = QueryEngine::new(Arc::clone(&engine), QueryConfig::default()).expect("queries");
-    all_warmed(&engine, &q)
-        .await
-        .expect("files warmed at start");
+    assert_eq!(
+        cold_files(&engine, &q).await,
+        Vec::<String>::new(),
+        "warmed at start"
+    );
     // And one registered while it runs.
     engine
         .write("fleet", vec![point("b", now)], WriteOptions::default())
@@ -261,5 +258,9 @@ async fn registered_files_have_their_metadata_read_before_any_query() {
         .expect("write");
     engine.persist(true).await.expect("persist");
     assert_eq!(registered(&engine).len(), 2);
-    all_warmed(&engine, &q).await.expect("a new file warmed");
+    assert_eq!(
+        cold_files(&engine, &q).await,
+        Vec::<String>::new(),
+        "a new file warmed"
+    );
 }
