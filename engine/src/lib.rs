@@ -20,6 +20,7 @@ pub mod dedup;
 pub mod last_values;
 pub mod paths;
 pub mod persist;
+pub mod read_cost;
 pub mod rollup;
 pub mod scan;
 pub mod schema;

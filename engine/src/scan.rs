@@ -28,7 +28,9 @@ use datafusion::datasource::memory::MemTable;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
-use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::datasource::physical_plan::parquet::metadata::{
+    CachedParquetMetaData, DFParquetMetadata,
+};
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType, provider_as_source};
@@ -255,6 +257,22 @@ async fn file_metadata(
         .with_page_index_policy(Some(PageIndexPolicy::Optional))
         .fetch_metadata()
         .await
+}
+
+/// `f`'s footer and page index if `cache` holds them, without reading anything.
+pub fn cached_metadata(
+    f: &ParquetFileMeta,
+    cache: &FileMetadataCache,
+) -> Option<Arc<ParquetMetaData>> {
+    let entry = cache.get(&Path::from(f.path.as_str()))?;
+    if entry.meta.size != f.size_bytes {
+        return None;
+    }
+    entry
+        .file_metadata
+        .as_any()
+        .downcast_ref::<CachedParquetMetaData>()
+        .map(|m| Arc::clone(m.parquet_metadata()))
 }
 
 /// Reads `f`'s footer, page index and time blocks into `cache`, unless already there, so

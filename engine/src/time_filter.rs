@@ -20,6 +20,15 @@ impl TimeRange {
         hi: i64::MAX,
     };
 
+    /// The exclusive end of the range (`i64::MAX` when unbounded).
+    pub fn end(&self) -> i64 {
+        if self.hi == i64::MAX {
+            i64::MAX
+        } else {
+            self.hi.saturating_add(1)
+        }
+    }
+
     pub fn overlaps(&self, min: i64, max: i64) -> bool {
         min <= self.hi && max >= self.lo
     }

@@ -113,6 +113,10 @@ pub struct QueryConfig {
     pub timeout: Duration,
     /// Threads of the dedicated query runtime.
     pub threads: usize,
+    /// Whether an aggregate the rollups can answer reads raw rows instead when that is
+    /// estimated to cost less (see [`tier_choice`]); otherwise the coarsest exact tiers
+    /// always answer.
+    pub tier_costs: bool,
 }
 
 impl Default for QueryConfig {
@@ -121,6 +125,7 @@ impl Default for QueryConfig {
             memory_limit_bytes: 4 << 30,
             timeout: Duration::from_secs(300),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            tier_costs: true,
         }
     }
 }
@@ -319,13 +324,19 @@ impl QueryEngine {
             None => Arc::new(last_values::LastValueRule::new(self.clone())),
             Some(moment) => Arc::new(as_of::AsOfRule::new(moment)),
         };
+        let tier_rule = if self.config.tier_costs {
+            let cache = self.runtime.cache_manager.get_file_metadata_cache();
+            tier_choice::TierChoiceRule::by_cost(cache)
+        } else {
+            tier_choice::TierChoiceRule::coarsest()
+        };
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))
             .with_catalog_list(catalogs)
             .with_default_features()
             .with_analyzer_rule(analyzer)
-            .with_optimizer_rule(Arc::new(tier_choice::TierChoiceRule))
+            .with_optimizer_rule(Arc::new(tier_rule))
             .build();
         let tz = state.config().options().execution.time_zone.clone();
         let ctx = SessionContext::new_with_state(state);

@@ -32,6 +32,7 @@ use arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, Result, ScalarValue};
 use datafusion::datasource::provider_as_source;
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::functions::expr_fn::nullif;
 use datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use datafusion::functions_aggregate::first_last::{first_value_udaf, last_value_udaf};
@@ -39,14 +40,17 @@ use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::expr::NullTreatment;
 use datafusion::logical_expr::utils::{conjunction, disjunction, split_conjunction};
 use datafusion::logical_expr::{
-    Aggregate, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, TableScan, cast, lit, when,
+    Aggregate, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, Operator, TableScan, cast,
+    lit, when,
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::prelude::ident;
 use strata_catalog::RangeSet;
 use strata_catalog::{ColumnKind, FieldType, Tier};
 use strata_engine::TableSnapshot;
+use strata_engine::read_cost::{self, ReadEstimate, TagFilter};
 use strata_engine::rollup::{RollupAgg, ceil_to, floor_to, rollup_column_name, rollup_fields};
+use strata_engine::scan::cached_metadata;
 use strata_engine::schema::TIME_COLUMN;
 
 use crate::table::{MetricTable, TimeRange, metric_table};
@@ -56,7 +60,24 @@ const DAY: i64 = 86_400 * SECOND;
 
 /// The optimizer rule (see the module docs).
 #[derive(Debug, Default)]
-pub struct TierChoiceRule;
+pub struct TierChoiceRule {
+    /// Where files' footers and page indexes are cached: with it, raw rows answer a
+    /// query the rollups could when reading them is estimated to cost less
+    /// ([`raw_is_cheaper`]); without it, the rollups always do.
+    costs: Option<Arc<FileMetadataCache>>,
+}
+
+impl TierChoiceRule {
+    /// Chooses between rollups and raw rows by estimated cost, from `cache`'s metadata.
+    pub fn by_cost(cache: Arc<FileMetadataCache>) -> Self {
+        Self { costs: Some(cache) }
+    }
+
+    /// Always the coarsest exact tiers.
+    pub fn coarsest() -> Self {
+        Self { costs: None }
+    }
+}
 
 impl OptimizerRule for TierChoiceRule {
     fn name(&self) -> &str {
@@ -76,7 +97,7 @@ impl OptimizerRule for TierChoiceRule {
             let LogicalPlan::Aggregate(agg) = &node else {
                 return Ok(Transformed::no(node));
             };
-            match rewrite_aggregate(agg)? {
+            match rewrite_aggregate(agg, self.costs.as_deref())? {
                 Some(p) => Ok(Transformed::yes(p)),
                 None => Ok(Transformed::no(node)),
             }
@@ -105,7 +126,10 @@ impl Wanted {
     }
 }
 
-fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
+fn rewrite_aggregate(
+    agg: &Aggregate,
+    costs: Option<&FileMetadataCache>,
+) -> Result<Option<LogicalPlan>> {
     // Aggregate → [Projection of columns] → [Filter] → TableScan of a metric table.
     let mut node = agg.input.as_ref();
     let mut conjuncts: Vec<Expr> = Vec::new();
@@ -190,6 +214,23 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
     {
         return Ok(None);
     }
+    // One scan per tier: a tier's segments (raw rows at both edges of the range, a finer
+    // rollup either side of a coarser one) are read together, as one inner plan that
+    // opens each file once.
+    let mut per_tier: Vec<(Tier, Vec<(i64, i64)>)> = Vec::new();
+    for &(tier, lo, hi) in &segments {
+        match per_tier.iter_mut().find(|(t, _)| *t == tier) {
+            Some((_, ranges)) => ranges.push((lo, hi)),
+            None => per_tier.push((tier, vec![(lo, hi)])),
+        }
+    }
+    // Raw rows alone, when they hold the whole range and cost less: the query as written.
+    if let Some(cache) = costs
+        && !misses_older_data(snap, Tier::Hot, range.lo, range.end(), raw_from)
+        && raw_is_cheaper(snap, cache, &tag_filters(&conjuncts), &per_tier, range)
+    {
+        return Ok(None);
+    }
     // Per field, the rollup columns the wanted aggregates read.
     let mut fields: Vec<(&str, Vec<RollupAgg>)> = Vec::new();
     for w in &wanted {
@@ -213,16 +254,6 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
         .map(|c| c.name.as_str())
         .collect();
     let ts = |v: i64| lit(ScalarValue::TimestampNanosecond(Some(v), None));
-    // One scan per tier: a tier's segments (raw rows at both edges of the range, a finer
-    // rollup either side of a coarser one) are read together, as one inner plan that
-    // opens each file once.
-    let mut per_tier: Vec<(Tier, Vec<(i64, i64)>)> = Vec::new();
-    for &(tier, lo, hi) in &segments {
-        match per_tier.iter_mut().find(|(t, _)| *t == tier) {
-            Some((_, ranges)) => ranges.push((lo, hi)),
-            None => per_tier.push((tier, vec![(lo, hi)])),
-        }
-    }
     let mut parts = Vec::new();
     for (tier, ranges) in &per_tier {
         let provider = Arc::new(MetricTable::of_tier(snap.clone(), *tier));
@@ -341,6 +372,104 @@ fn rewrite_aggregate(agg: &Aggregate) -> Result<Option<LogicalPlan>> {
         .project(exprs)?
         .build()?;
     Ok(Some(plan))
+}
+
+/// What planning and running one more scan (a branch of the union of tiers) costs, in ns.
+const BRANCH_COST: f64 = 400_000.0;
+/// What reading one more file costs beyond its rows: its readers, codecs and page reads.
+const FILE_COST: f64 = 150_000.0;
+/// Decoding a row of a kept page (or decoding it to skip it).
+const DECODED_ROW_COST: f64 = 1.0;
+/// Filtering and aggregating a selected row.
+const SELECTED_ROW_COST: f64 = 20.0;
+
+/// Whether reading the query's whole range from raw rows (one scan) is estimated to cost
+/// less than the tiers' plan `per_tier` (a scan per tier). Files are sorted by series, so
+/// a query of a few series reads a page or two of each file whatever its tier: the rollups'
+/// fewer rows then save less than their extra files and scans cost, and raw rows win. A
+/// query of every series over hours reads far more raw rows than rollup rows: rollups
+/// win. Costs are calibrated on the TSBS queries (`benchmarks/`); see [`read_cost`].
+fn raw_is_cheaper(
+    snap: &TableSnapshot,
+    cache: &FileMetadataCache,
+    tags: &[TagFilter],
+    per_tier: &[(Tier, Vec<(i64, i64)>)],
+    range: TimeRange,
+) -> bool {
+    if per_tier.iter().all(|(t, _)| *t == Tier::Hot) {
+        return false;
+    }
+    let cost = |tier: Tier, ranges: &[(i64, i64)]| {
+        let mut e = ReadEstimate::default();
+        for f in snap.files.iter().filter(|f| f.tier == tier) {
+            let meta = cached_metadata(f, cache);
+            if let Some(x) = read_cost::estimate(f, meta.as_deref(), tags, ranges) {
+                e.add(x);
+            }
+        }
+        e.files as f64 * FILE_COST
+            + e.decoded_rows * DECODED_ROW_COST
+            + e.selected_rows * SELECTED_ROW_COST
+    };
+    let tiers: f64 = per_tier
+        .iter()
+        .map(|(tier, ranges)| BRANCH_COST + cost(*tier, ranges))
+        .sum();
+    let raw = BRANCH_COST + cost(Tier::Hot, &[(range.lo, range.end())]);
+    raw < tiers
+}
+
+/// The conjuncts `tag = 'v'` and `tag IN ('v', …)` (either side, through casts) as
+/// filters of the values a tag can take.
+fn tag_filters(conjuncts: &[Expr]) -> Vec<TagFilter> {
+    fn column(e: &Expr) -> Option<&str> {
+        match e {
+            Expr::Column(c) => Some(&c.name),
+            Expr::Cast(c) => column(&c.expr),
+            Expr::TryCast(c) => column(&c.expr),
+            _ => None,
+        }
+    }
+    fn text(e: &Expr) -> Option<String> {
+        fn of(v: &ScalarValue) -> Option<String> {
+            match v {
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::Utf8View(Some(s))
+                | ScalarValue::LargeUtf8(Some(s)) => Some(s.clone()),
+                ScalarValue::Dictionary(_, v) => of(v),
+                _ => None,
+            }
+        }
+        match e {
+            Expr::Literal(v, _) => of(v),
+            Expr::Cast(c) => text(&c.expr),
+            _ => None,
+        }
+    }
+    let mut out = Vec::new();
+    for c in conjuncts {
+        let found = match c {
+            Expr::BinaryExpr(b) if b.op == Operator::Eq => {
+                match (column(&b.left), column(&b.right)) {
+                    (Some(col), None) => text(&b.right).map(|v| (col, vec![v])),
+                    (None, Some(col)) => text(&b.left).map(|v| (col, vec![v])),
+                    _ => None,
+                }
+            }
+            Expr::InList(l) if !l.negated => column(&l.expr).and_then(|col| {
+                let values: Option<Vec<String>> = l.list.iter().map(text).collect();
+                values.map(|v| (col, v))
+            }),
+            _ => None,
+        };
+        if let Some((column, values)) = found {
+            out.push(TagFilter {
+                column: column.to_string(),
+                values,
+            });
+        }
+    }
+    out
 }
 
 /// Whether the segment `[lo, hi)` of `tier` starts before the tier's oldest data while
@@ -505,11 +634,7 @@ fn gcd(a: i64, b: i64) -> i64 {
 /// take the edges up to the coarser tier's boundaries; raw rows take what is left (an
 /// edge finer than a minute, and the newest data not rolled up yet).
 fn segments(snap: &TableSnapshot, granularity: i64, range: TimeRange) -> Vec<(Tier, i64, i64)> {
-    let end = if range.hi == i64::MAX {
-        i64::MAX
-    } else {
-        range.hi.saturating_add(1)
-    };
+    let end = range.end();
     // What a tier cannot answer yet, in its buckets: its dirty buckets; for the cold
     // tier also the warm tier's (recomputed into cold a pass later); and data still in
     // memory (late points are marked dirty only when persisted).

@@ -64,7 +64,13 @@ async fn bucketed_aggregates_come_from_the_coarsest_exact_tier() {
         .await
         .expect("open")
         .0;
-    let q = QueryEngine::new(Arc::clone(&engine), QueryConfig::default()).expect("queries");
+    // The coarsest exact tiers always answer here, so each shape below is answered from
+    // the rollups it names; choosing by cost comes last.
+    let coarsest = QueryConfig {
+        tier_costs: false,
+        ..QueryConfig::default()
+    };
+    let q = QueryEngine::new(Arc::clone(&engine), coarsest).expect("queries");
     let mut points = Vec::new();
     for (hi, host) in ["a", "b"].into_iter().enumerate() {
         let mut t = T0;
@@ -293,4 +299,33 @@ async fn bucketed_aggregates_come_from_the_coarsest_exact_tier() {
     )
     .await;
     insta::assert_snapshot!("system_tiers", r.join("\n"));
+
+    // By cost (a second query engine, so last: `system.queries` is now its log). Raw rows
+    // are kept for the last 7 days, so they could answer both queries below alone.
+    let by_cost = QueryEngine::new(Arc::clone(&engine), QueryConfig::default()).expect("queries");
+    let version = engine.catalog_snapshot().version;
+    tokio::time::timeout(Duration::from_secs(20), by_cost.metadata_warmed(version))
+        .await
+        .expect("warming went through the catalog");
+    // 25 minutes: raw rows alone (one scan and fewer files than warm and raw edges).
+    let short = &queries[5].1;
+    let plan = tiers_of(&by_cost, short).await;
+    assert!(
+        plan.contains("tiers=[hot]") && !plan.contains("tiers=[warm]"),
+        "{short}: {plan}"
+    );
+    // Six days by hour: the cold tier (a 360th of the rows) and raw edges.
+    let long = format!(
+        "SELECT date_trunc('hour', time) AS t, host, {aggs} FROM cpu \
+         WHERE time >= {} AND time < {} GROUP BY 1, 2 ORDER BY 1, 2",
+        ts(T0 + 33 * DAY + 7 * HOUR + 30 * SEC),
+        ts(T0 + 39 * DAY + 7 * HOUR)
+    );
+    let plan = tiers_of(&by_cost, &long).await;
+    assert!(plan.contains("tiers=[cold]"), "{long}: {plan}");
+    for sql in [short, &long] {
+        let want = rows(&q, sql).await;
+        assert!(want.len() > 5, "{want:?}");
+        assert_eq!(rows(&by_cost, sql).await, want, "{sql}");
+    }
 }
