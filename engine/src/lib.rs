@@ -15,6 +15,7 @@
 //! them is in a Parquet file registered in the catalog.
 
 pub mod buffer;
+pub mod chunk_sort;
 pub use strata_catalog::clock;
 pub mod dedup;
 pub mod last_values;

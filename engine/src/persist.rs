@@ -45,6 +45,7 @@ use parquet::schema::types::ColumnPath;
 use strata_catalog::{ColumnDef, ColumnKind, FieldType, Tier};
 
 use crate::buffer::FrozenChunk;
+use crate::chunk_sort::sort_chunk;
 use crate::dedup::{
     merge_sorted_runs, ranked_batches, ranked_schema, then_write_order, to_table_schema,
 };
@@ -138,11 +139,40 @@ pub fn writer_properties(columns: &[ColumnDef]) -> WriterProperties {
 /// Deduplicates and sorts a frozen chunk ([`file_order`]). Returns batches in the table
 /// schema for `columns`.
 ///
-/// DataFusion sorts; where rows may repeat a (series, time), the sort also orders by write
-/// (`__seq`, `__row`) and [`merge_sorted_runs`] folds each run of repeats. Deduplicating
+/// [`sort_chunk`] sorts (or DataFusion, where it declines); where rows may repeat a
+/// (series, time), the sort also orders by write (sequence, then row) and
+/// [`merge_sorted_runs`] folds each run of repeats. Deduplicating
 /// with an aggregate (as queries over overlapping data do) took more CPU than the whole
 /// rest of the write path when concurrent writers deliver a series' points out of order.
 pub async fn dedup_sorted(
+    ctx: &SessionContext,
+    chunk: &FrozenChunk,
+    columns: &[ColumnDef],
+) -> datafusion::common::Result<(SchemaRef, Vec<RecordBatch>)> {
+    let schema = arrow_schema(columns);
+    // The chunk's own sort, off the async runtime; DataFusion's when it declines.
+    let (batches, cols, table) = (chunk.batches.clone(), columns.to_vec(), Arc::clone(&schema));
+    let overlap = chunk.stats.may_overlap;
+    let sorted = tokio::task::spawn_blocking(move || {
+        let Some(sorted) = sort_chunk(&batches, &cols, &table, slice_ns(Tier::Hot))? else {
+            return Ok(None);
+        };
+        if overlap {
+            merge_sorted_runs(sorted, &cols, &table).map(Some)
+        } else {
+            Ok(Some(sorted))
+        }
+    })
+    .await
+    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))??;
+    if let Some(sorted) = sorted {
+        return Ok((schema, sorted));
+    }
+    datafusion_sorted(ctx, chunk, columns).await
+}
+
+/// [`dedup_sorted`] with DataFusion's sort.
+pub(crate) async fn datafusion_sorted(
     ctx: &SessionContext,
     chunk: &FrozenChunk,
     columns: &[ColumnDef],
