@@ -112,12 +112,8 @@ pub fn writer_properties(columns: &[ColumnDef]) -> WriterProperties {
                 });
             }
             ColumnKind::Time => {
-                // Sorted times delta-encode to almost nothing (regular ones to a few bytes
-                // a page), which zstd cannot shrink further; uncompressed, a query reading
-                // `time` creates no zstd contexts for it (about 30 µs a column chunk).
                 b = b
                     .set_column_dictionary_enabled(path.clone(), false)
-                    .set_column_compression(path.clone(), Compression::UNCOMPRESSED)
                     .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
                 sorting.push(SortingColumn {
                     column_idx: i as i32,
