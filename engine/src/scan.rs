@@ -27,7 +27,7 @@ use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemTable;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
-use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
+use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
 use datafusion::datasource::physical_plan::parquet::metadata::{
     CachedParquetMetaData, DFParquetMetadata,
 };
@@ -136,18 +136,26 @@ impl TableProvider for FileSet {
         let spans = TimeSpans::from_filters(filters);
         let store = runtime.object_store(&url)?;
         let cache = runtime.cache_manager.get_file_metadata_cache();
+        let n = state.config().target_partitions().max(1);
         let mut files = Vec::with_capacity(self.files.len());
         for f in &self.files {
             let file = PartitionedFile::new(f.path.clone(), f.size_bytes);
             match time_selection(&spans, f, &file, &store, &cache).await? {
                 Some(s) if s.selected_rows == 0 => {}
-                Some(s) => files.push(
-                    file.with_extension(ParquetRowSelection::new(RowSelection::from(s.selectors))),
-                ),
+                Some(s) => {
+                    let meta = file_metadata(&store, &cache, &file.object_meta, None).await?;
+                    let selection = RowSelection::from(s.selectors);
+                    let plan = ParquetAccessPlan::try_new_from_overall_row_selection(
+                        selection,
+                        meta.row_groups(),
+                    )?;
+                    for part in split_row_groups(&plan, meta.row_groups(), n) {
+                        files.push(file.clone().with_extension(part));
+                    }
+                }
                 None => files.push(file),
             }
         }
-        let n = state.config().target_partitions().max(1);
         let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n.min(files.len()).max(1)];
         let k = groups.len();
         for (i, f) in files.into_iter().enumerate() {
@@ -160,6 +168,45 @@ impl TableProvider for FileSet {
             .build();
         Ok(DataSourceExec::from_data_source(config))
     }
+}
+
+/// `plan`'s row groups shared out among up to `parts` plans of consecutive row groups with
+/// about as many rows each (every row of a row group read, even one only skipped, is
+/// decoded): a short time range over every series keeps rows in every row group of its
+/// slice, and the partitions then decode them side by side. (DataFusion's own split, by
+/// byte ranges of the file, can leave all of them to one partition.)
+fn split_row_groups(
+    plan: &ParquetAccessPlan,
+    groups: &[parquet::file::metadata::RowGroupMetaData],
+    parts: usize,
+) -> Vec<ParquetAccessPlan> {
+    let read = plan.row_group_indexes();
+    let total: i64 = read.iter().map(|&g| groups[g].num_rows()).sum();
+    let parts = parts.min(read.len());
+    if parts <= 1 {
+        return vec![plan.clone()];
+    }
+    let mut out = Vec::with_capacity(parts);
+    let mut current = ParquetAccessPlan::new_none(groups.len());
+    let (mut rows, mut done) = (0i64, 0i64);
+    for (i, &g) in read.iter().enumerate() {
+        current.set(g, plan.inner()[g].clone());
+        rows += groups[g].num_rows();
+        // Close the part once it holds its share of what is left, keeping a row group
+        // for each part still to come.
+        let left = parts - out.len();
+        let share = (total - done) / left as i64;
+        if left > 1 && rows >= share && read.len() - i >= left {
+            out.push(std::mem::replace(
+                &mut current,
+                ParquetAccessPlan::new_none(groups.len()),
+            ));
+            done += rows;
+            rows = 0;
+        }
+    }
+    out.push(current);
+    out
 }
 
 /// Parquet readers whose footer and page index are parsed once per file, not once per
@@ -653,4 +700,78 @@ fn overlap_groups(files: &[&ParquetFileMeta], hot: &[&HotPiece]) -> Overlaps {
         i = j;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::datasource::physical_plan::parquet::RowGroupAccess;
+    use parquet::arrow::arrow_reader::RowSelector;
+    use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
+    use parquet::schema::parser::parse_message_type;
+    use parquet::schema::types::SchemaDescriptor;
+
+    use super::*;
+
+    fn groups(rows: &[i64]) -> Vec<RowGroupMetaData> {
+        let schema = parse_message_type("message m { required int64 t; }").expect("schema");
+        let descr = Arc::new(SchemaDescriptor::new(Arc::new(schema)));
+        rows.iter()
+            .map(|&n| {
+                let column = ColumnChunkMetaData::builder(descr.column(0))
+                    .build()
+                    .expect("column");
+                RowGroupMetaData::builder(Arc::clone(&descr))
+                    .set_num_rows(n)
+                    .set_column_metadata(vec![column])
+                    .build()
+                    .expect("row group")
+            })
+            .collect()
+    }
+
+    fn read(plans: &[ParquetAccessPlan]) -> Vec<Vec<usize>> {
+        plans
+            .iter()
+            .map(ParquetAccessPlan::row_group_indexes)
+            .collect()
+    }
+
+    #[test]
+    fn row_groups_are_shared_out_by_rows() {
+        let five = groups(&[100; 5]);
+        let all = ParquetAccessPlan::new_all(5);
+        assert_eq!(
+            read(&split_row_groups(&all, &five, 2)),
+            [vec![0, 1, 2], vec![3, 4]]
+        );
+        assert_eq!(
+            read(&split_row_groups(&all, &five, 8)),
+            [vec![0], vec![1], vec![2], vec![3], vec![4]]
+        );
+        assert_eq!(
+            read(&split_row_groups(&all, &five, 1)),
+            [vec![0, 1, 2, 3, 4]]
+        );
+
+        // Skipped row groups stay skipped, and selections go with their row group.
+        let mut plan = ParquetAccessPlan::new_none(5);
+        let rows = RowSelection::from(vec![RowSelector::skip(90), RowSelector::select(10)]);
+        plan.set(1, RowGroupAccess::Selection(rows.clone()));
+        plan.scan(3);
+        let parts = split_row_groups(&plan, &five, 2);
+        assert_eq!(read(&parts), [vec![1], vec![3]]);
+        assert!(matches!(&parts[0].inner()[1], RowGroupAccess::Selection(s) if *s == rows));
+        assert_eq!(read(&split_row_groups(&plan, &five, 3)), [vec![1], vec![3]]);
+
+        // By rows, not by row groups; one row group read is one part.
+        let uneven = groups(&[300, 10, 10, 10]);
+        let all = ParquetAccessPlan::new_all(4);
+        assert_eq!(
+            read(&split_row_groups(&all, &uneven, 2)),
+            [vec![0], vec![1, 2, 3]]
+        );
+        let mut one = ParquetAccessPlan::new_none(4);
+        one.scan(2);
+        assert_eq!(read(&split_row_groups(&one, &uneven, 2)), [vec![2]]);
+    }
 }
