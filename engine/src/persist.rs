@@ -141,9 +141,9 @@ pub fn writer_properties(columns: &[ColumnDef]) -> WriterProperties {
 ///
 /// [`sort_chunk`] sorts (or DataFusion, where it declines); where rows may repeat a
 /// (series, time), the sort also orders by write (sequence, then row) and
-/// [`merge_sorted_runs`] folds each run of repeats. Deduplicating
-/// with an aggregate (as queries over overlapping data do) took more CPU than the whole
-/// rest of the write path when concurrent writers deliver a series' points out of order.
+/// [`merge_sorted_runs`] folds each run of repeats. Deduplicating with an aggregate (as
+/// queries over overlapping data do) took more CPU than the whole rest of the write path
+/// when concurrent writers deliver a series' points out of order.
 pub async fn dedup_sorted(
     ctx: &SessionContext,
     chunk: &FrozenChunk,

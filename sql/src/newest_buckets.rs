@@ -38,8 +38,8 @@ use crate::table::{TimeRange, metric_table};
 const MINUTE: i64 = 60_000_000_000;
 
 /// `plan` analyzed (types coerced), not optimized: the form [`shape`] recognises and
-/// [`run`] windows. Each window is then optimized once, with every rule, so it reads the
-/// coarsest exact tier. (Optimizing here as well, without tier choice, which would turn
+/// [`run`] windows. Each window is then optimized once, with every rule, so tier choice
+/// picks its tiers. (Optimizing here as well, without tier choice, which would turn
 /// the scan under the aggregate into a union of tiers over all time, planned every such
 /// query twice.)
 pub fn analyze(state: &SessionState, plan: &LogicalPlan) -> Result<LogicalPlan> {
