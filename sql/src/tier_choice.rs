@@ -410,7 +410,14 @@ fn raw_is_cheaper(
     }
     let cost = |tier: Tier, ranges: &[(i64, i64)]| {
         let mut e = ReadEstimate::default();
-        for f in snap.files.iter().filter(|f| f.tier == tier) {
+        // Files outside the ranges first, before looking up their metadata.
+        let overlapping = snap.files.iter().filter(|f| {
+            f.tier == tier
+                && ranges
+                    .iter()
+                    .any(|&(lo, hi)| f.min_time < hi && f.max_time >= lo)
+        });
+        for f in overlapping {
             let meta = cached_metadata(f, cache);
             if let Some(x) = read_cost::estimate(f, meta.as_deref(), tags, ranges) {
                 e.add(x);
