@@ -749,3 +749,47 @@ fn segments(snap: &TableSnapshot, granularity: i64, range: TimeRange) -> Vec<(Ti
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::col;
+
+    use super::*;
+
+    fn found(e: Expr) -> Vec<(String, Vec<String>)> {
+        tag_filters(&[e])
+            .into_iter()
+            .map(|t| (t.column, t.values))
+            .collect()
+    }
+
+    #[test]
+    fn tag_filters_are_equalities_and_in_lists_of_strings() {
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let host = |v: &[&str]| {
+            vec![(
+                "host".to_string(),
+                v.iter().map(|s| s.to_string()).collect(),
+            )]
+        };
+        assert_eq!(found(col("host").eq(lit("a"))), host(&["a"]));
+        assert_eq!(found(lit("a").eq(col("host"))), host(&["a"]));
+        // As type coercion leaves them: the column cast, or the values.
+        assert_eq!(
+            found(cast(col("host"), DataType::Utf8).in_list(vec![lit("a"), lit("b")], false)),
+            host(&["a", "b"])
+        );
+        let a = lit(ScalarValue::Dictionary(
+            Box::new(DataType::Int32),
+            Box::new(ScalarValue::Utf8(Some("a".into()))),
+        ));
+        assert_eq!(found(col("host").eq(a)), host(&["a"]));
+        assert_eq!(found(col("host").eq(cast(lit("a"), dict))), host(&["a"]));
+        // Anything else narrows nothing.
+        assert!(found(col("host").not_eq(lit("a"))).is_empty());
+        assert!(found(col("host").in_list(vec![lit("a")], true)).is_empty());
+        assert!(found(col("host").in_list(vec![lit("a"), col("other")], false)).is_empty());
+        assert!(found(col("host").eq(col("other"))).is_empty());
+        assert!(found(col("n").eq(lit(1i64))).is_empty());
+    }
+}
