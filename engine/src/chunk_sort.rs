@@ -4,13 +4,14 @@
 //! values of that tag), and a row's time slice and tag ranks are packed into one integer
 //! whose order is theirs (mixed radix: slice, then each tag). Rows then sort by that
 //! integer and `time`, then write order, which makes the repeats of a point adjacent and
-//! oldest first for [`crate::dedup::merge_sorted_runs`].
+//! oldest first, to fold into one row where the chunk may hold repeats.
 //!
 //! DataFusion's sort compared up to a dozen dictionary columns row by row and merged the
 //! sorted batches through row-encoded keys: about a fifth of the ingest path's CPU in the
 //! TSBS load. When the packed integer would not fit in 64 bits (very many distinct values
 //! of many tags in one chunk), [`sort_chunk`] declines and the caller sorts as before.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -39,13 +40,16 @@ struct Ranked {
 
 /// `batches` (one chunk of a table with `columns`, in any order) in the table's schema
 /// (`schema`), sorted by time slice (`slice` ns), tags, `time`, then write order (batch
-/// sequence, then row). `None` when the sort keys do not pack into 64 bits, or a tag
-/// column is not the dictionary of strings tags are stored as.
+/// sequence, then row). With `dedup`, the repeats of a point (series and time) are folded
+/// into one row, each field its latest non-null value: last write wins. `None` when the
+/// sort keys do not pack into 64 bits, or a tag column is not the dictionary of strings
+/// tags are stored as.
 pub fn sort_chunk(
     batches: &[SeqBatch],
     columns: &[ColumnDef],
     schema: &SchemaRef,
     slice: i64,
+    dedup: bool,
 ) -> Result<Option<Vec<RecordBatch>>> {
     let mut order: Vec<usize> = (0..batches.len()).collect();
     order.sort_by_key(|&i| batches[i].seq);
@@ -118,21 +122,40 @@ pub fn sort_chunk(
         }
     }
     keys.sort_unstable();
-    let mut out = Vec::with_capacity(rows.div_ceil(OUT_ROWS));
-    for part in keys.chunks(OUT_ROWS) {
-        let at: Vec<(usize, usize)> = part
-            .iter()
-            .map(|&(_, _, b, r)| (b as usize, r as usize))
-            .collect();
+    let at = |i: usize| (keys[i].2 as usize, keys[i].3 as usize);
+    // Runs of one (series, time): a point and its repeats, oldest first.
+    let mut runs: Vec<Range<usize>> = Vec::new();
+    let mut start = 0;
+    for i in 1..=keys.len() {
+        let same =
+            i < keys.len() && dedup && keys[i].0 == keys[start].0 && keys[i].1 == keys[start].1;
+        if !same {
+            runs.push(start..i);
+            start = i;
+        }
+    }
+    let mut out = Vec::with_capacity(runs.len().div_ceil(OUT_ROWS));
+    for part in runs.chunks(OUT_ROWS) {
+        let firsts: Vec<(usize, usize)> = part.iter().map(|r| at(r.start)).collect();
+        let repeats = part.iter().any(|r| r.len() > 1);
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-        for c in 0..schema.fields().len() {
+        for (c, def) in columns.iter().enumerate() {
+            let parts: Vec<&dyn Array> = tables.iter().map(|b| b.column(c).as_ref()).collect();
             let col = match tags.iter().find(|t| t.column == c) {
-                Some(tag) => tag_column(tag, &tables, &at)?,
-                None => {
-                    let parts: Vec<&dyn Array> =
-                        tables.iter().map(|b| b.column(c).as_ref()).collect();
-                    interleave(&parts, &at)?
+                Some(tag) => tag_column(tag, &tables, &firsts)?,
+                // A field of a repeated point: its latest non-null value.
+                None if repeats && matches!(def.kind, ColumnKind::Field(_)) => {
+                    let latest: Vec<(usize, usize)> = part
+                        .iter()
+                        .map(|r| {
+                            let valid =
+                                r.clone().rev().map(at).find(|&(b, i)| parts[b].is_valid(i));
+                            valid.unwrap_or_else(|| at(r.end - 1))
+                        })
+                        .collect();
+                    interleave(&parts, &latest)?
                 }
+                None => interleave(&parts, &firsts)?,
             };
             cols.push(col);
         }
@@ -329,7 +352,7 @@ mod tests {
             }
             assert_eq!(printed(&got), printed(&want), "repeats: {repeats}");
             // Its own sort did it: the chunk's sorted values are every batch's dictionary.
-            let sorted = sort_chunk(&chunk.batches, &columns, &schema, 2500)
+            let sorted = sort_chunk(&chunk.batches, &columns, &schema, 2500, repeats)
                 .expect("sort")
                 .expect("packs into 64 bits");
             let a = sorted[0].column(0).as_dictionary::<Int32Type>();
@@ -362,7 +385,7 @@ mod tests {
         let batch = RecordBatch::try_new(Arc::clone(&schema), arrays).expect("batch");
         let batches = [SeqBatch { seq: 1, batch }];
         assert!(
-            sort_chunk(&batches, &columns, &schema, 1000)
+            sort_chunk(&batches, &columns, &schema, 1000, false)
                 .expect("sort")
                 .is_none()
         );
@@ -374,7 +397,7 @@ mod tests {
             batches[0].batch.columns()[6..].to_vec(),
         )
         .expect("batch");
-        let sorted = sort_chunk(&[SeqBatch { seq: 1, batch }], &few, &schema, 1000)
+        let sorted = sort_chunk(&[SeqBatch { seq: 1, batch }], &few, &schema, 1000, false)
             .expect("sort")
             .expect("packs");
         assert_eq!(sorted.iter().map(RecordBatch::num_rows).sum::<usize>(), 300);

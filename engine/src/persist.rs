@@ -139,11 +139,11 @@ pub fn writer_properties(columns: &[ColumnDef]) -> WriterProperties {
 /// Deduplicates and sorts a frozen chunk ([`file_order`]). Returns batches in the table
 /// schema for `columns`.
 ///
-/// [`sort_chunk`] sorts (or DataFusion, where it declines); where rows may repeat a
-/// (series, time), the sort also orders by write (sequence, then row) and
-/// [`merge_sorted_runs`] folds each run of repeats. Deduplicating with an aggregate (as
-/// queries over overlapping data do) took more CPU than the whole rest of the write path
-/// when concurrent writers deliver a series' points out of order.
+/// [`sort_chunk`] sorts and folds the repeats of a point (series, time) where the chunk may
+/// hold any. Where it declines, DataFusion sorts, also by write order (`__seq`, `__row`)
+/// where rows may repeat, and [`merge_sorted_runs`] folds each run. Deduplicating with an
+/// aggregate (as queries over overlapping data do) took more CPU than the whole rest of the
+/// write path when concurrent writers deliver a series' points out of order.
 pub async fn dedup_sorted(
     ctx: &SessionContext,
     chunk: &FrozenChunk,
@@ -154,14 +154,7 @@ pub async fn dedup_sorted(
     let (batches, cols, table) = (chunk.batches.clone(), columns.to_vec(), Arc::clone(&schema));
     let overlap = chunk.stats.may_overlap;
     let sorted = tokio::task::spawn_blocking(move || {
-        let Some(sorted) = sort_chunk(&batches, &cols, &table, slice_ns(Tier::Hot))? else {
-            return Ok(None);
-        };
-        if overlap {
-            merge_sorted_runs(sorted, &cols, &table).map(Some)
-        } else {
-            Ok(Some(sorted))
-        }
+        sort_chunk(&batches, &cols, &table, slice_ns(Tier::Hot), overlap)
     })
     .await
     .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))??;
