@@ -204,10 +204,14 @@ fn rank_tag(batches: &[RecordBatch], column: usize) -> Result<Option<Ranked>> {
 
 /// The tag column of the rows at `at` (batch, row) over the chunk's sorted values.
 fn tag_column(tag: &Ranked, batches: &[RecordBatch], at: &[(usize, usize)]) -> Result<ArrayRef> {
+    let dicts: Vec<&DictionaryArray<Int32Type>> = batches
+        .iter()
+        .map(|b| b.column(tag.column).as_dictionary())
+        .collect();
     let keys: Int32Array = at
         .iter()
         .map(|&(b, r)| {
-            let dict: &DictionaryArray<Int32Type> = batches[b].column(tag.column).as_dictionary();
+            let dict = dicts[b];
             if dict.is_null(r) {
                 return None;
             }

@@ -51,7 +51,7 @@ pub fn estimate(
     tags: &[TagFilter],
     ranges: &[(i64, i64)],
 ) -> Option<ReadEstimate> {
-    if time_share(f.min_time, f.max_time, ranges) == 0.0 {
+    if !overlaps(f, ranges) {
         return None;
     }
     let rows = f.row_count as f64;
@@ -98,6 +98,13 @@ pub fn estimate(
         out.selected_rows += matched * share;
     }
     Some(out)
+}
+
+/// Whether `f` holds times in any of `ranges` (`[lo, hi)`, ns).
+pub fn overlaps(f: &ParquetFileMeta, ranges: &[(i64, i64)]) -> bool {
+    ranges
+        .iter()
+        .any(|&(lo, hi)| f.min_time < hi && f.max_time >= lo)
 }
 
 /// The rows of row group `g` in pages of column `c` whose min/max can hold one of `t`'s
@@ -178,31 +185,18 @@ mod tests {
     use arrow::datatypes::Int32Type;
     use bytes::Bytes;
     use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
-    use strata_catalog::{ColumnDef, ColumnKind, FieldType, Tier};
+    use strata_catalog::{FieldType, Tier};
 
     use super::*;
     use crate::persist::{encode_parquet, slice_ns};
-    use crate::schema::arrow_schema;
+    use crate::schema::{arrow_schema, test_columns};
 
     const SEC: i64 = 1_000_000_000;
 
     /// A raw file of `hosts` series (`host_000`…), one point every 10 s for 3 hours, with
     /// its catalog entry and its footer and page index as the cache holds them.
     fn raw_file(hosts: usize) -> (ParquetFileMeta, ParquetMetaData) {
-        let columns = vec![
-            ColumnDef {
-                name: "host".into(),
-                kind: ColumnKind::Tag,
-            },
-            ColumnDef {
-                name: TIME_COLUMN.into(),
-                kind: ColumnKind::Time,
-            },
-            ColumnDef {
-                name: "usage".into(),
-                kind: ColumnKind::Field(FieldType::Integer),
-            },
-        ];
+        let columns = test_columns(&[("usage", FieldType::Integer)]);
         let schema = arrow_schema(&columns);
         let points = 1080;
         let (mut names, mut times, mut values) = (Vec::new(), Vec::new(), Vec::new());

@@ -411,12 +411,10 @@ fn raw_is_cheaper(
     let cost = |tier: Tier, ranges: &[(i64, i64)]| {
         let mut e = ReadEstimate::default();
         // Files outside the ranges first, before looking up their metadata.
-        let overlapping = snap.files.iter().filter(|f| {
-            f.tier == tier
-                && ranges
-                    .iter()
-                    .any(|&(lo, hi)| f.min_time < hi && f.max_time >= lo)
-        });
+        let overlapping = snap
+            .files
+            .iter()
+            .filter(|f| f.tier == tier && read_cost::overlaps(f, ranges));
         for f in overlapping {
             let meta = cached_metadata(f, cache);
             if let Some(x) = read_cost::estimate(f, meta.as_deref(), tags, ranges) {
