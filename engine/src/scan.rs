@@ -27,10 +27,10 @@ use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemTable;
 use datafusion::datasource::physical_plan::ParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::parquet::DefaultParquetFileReaderFactory;
-use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
 use datafusion::datasource::physical_plan::parquet::metadata::{
     CachedParquetMetaData, DFParquetMetadata,
 };
+use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType, provider_as_source};
@@ -49,7 +49,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection};
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use strata_catalog::{ColumnDef, ParquetFileMeta, Tier};
@@ -59,6 +59,7 @@ use crate::HotPiece;
 use crate::dedup::{
     dedup_plan, project_to_table, ranked_batches, ranked_schema, then_write_order, to_table_schema,
 };
+use crate::persist::PAGE_ROWS;
 use crate::schema::{ROW_COLUMN, SEQ_COLUMN};
 use crate::time_blocks::{self, Selection, TimeBlocks};
 use crate::time_filter::TimeSpans;
@@ -170,43 +171,78 @@ impl TableProvider for FileSet {
     }
 }
 
-/// `plan`'s row groups shared out among up to `parts` plans of consecutive row groups with
-/// about as many rows each (every row of a row group read, even one only skipped, is
-/// decoded): a short time range over every series keeps rows in every row group of its
-/// slice, and the partitions then decode them side by side. (DataFusion's own split, by
-/// byte ranges of the file, can leave all of them to one partition.)
+/// `plan`'s rows shared out among up to `parts` plans of consecutive rows, about as many
+/// each (every row of a row group read, even one only skipped, is decoded; a part cut
+/// inside a row group reads only its own rows, and the page index spares it the pages
+/// of the others): a short time range over every series keeps rows in every row group of
+/// its slice, and the partitions then decode them side by side. (DataFusion's own split,
+/// by byte ranges of the file, can leave all of them to one partition, and whole row
+/// groups leave one partition a row group more than the other.) No part gets fewer than
+/// [`PAGE_ROWS`] rows.
 fn split_row_groups(
     plan: &ParquetAccessPlan,
     groups: &[parquet::file::metadata::RowGroupMetaData],
     parts: usize,
 ) -> Vec<ParquetAccessPlan> {
     let read = plan.row_group_indexes();
-    let total: i64 = read.iter().map(|&g| groups[g].num_rows()).sum();
-    let parts = parts.min(read.len());
-    if parts <= 1 {
+    let rows = |g: usize| usize::try_from(groups[g].num_rows()).unwrap_or(0);
+    let total: usize = read.iter().map(|&g| rows(g)).sum();
+    let parts = parts.min(total / PAGE_ROWS).max(1);
+    if parts == 1 {
         return vec![plan.clone()];
     }
-    let mut out = Vec::with_capacity(parts);
-    let mut current = ParquetAccessPlan::new_none(groups.len());
-    let (mut rows, mut done) = (0i64, 0i64);
-    for (i, &g) in read.iter().enumerate() {
-        current.set(g, plan.inner()[g].clone());
-        rows += groups[g].num_rows();
-        // Close the part once it holds its share of what is left, keeping a row group
-        // for each part still to come.
-        let left = parts - out.len();
-        let share = (total - done) / left as i64;
-        if left > 1 && rows >= share && read.len() - i >= left {
-            out.push(std::mem::replace(
-                &mut current,
-                ParquetAccessPlan::new_none(groups.len()),
-            ));
-            done += rows;
-            rows = 0;
+    let mut out: Vec<ParquetAccessPlan> = (0..parts)
+        .map(|_| ParquetAccessPlan::new_none(groups.len()))
+        .collect();
+    // Part `p` takes the rows from `p * total / parts` on, counted over the row groups read.
+    let bound = |p: usize| p * total / parts;
+    let mut first = 0;
+    for &g in &read {
+        let n = rows(g);
+        let access = &plan.inner()[g];
+        for (p, part) in out.iter_mut().enumerate() {
+            let lo = bound(p).clamp(first, first + n) - first;
+            let hi = bound(p + 1).clamp(first, first + n) - first;
+            if lo == hi {
+                continue;
+            }
+            if lo == 0 && hi == n {
+                part.set(g, access.clone());
+            } else if let Some(rows) = rows_between(access, n, lo, hi) {
+                part.set(g, RowGroupAccess::Selection(rows));
+            }
         }
+        first += n;
     }
-    out.push(current);
+    out.retain(|p| p.row_group_index_iter().next().is_some());
     out
+}
+
+/// `access` to a row group of `n` rows limited to its rows `lo..hi` (the rest skipped);
+/// `None` when it selects none of them.
+fn rows_between(access: &RowGroupAccess, n: usize, lo: usize, hi: usize) -> Option<RowSelection> {
+    let selectors: Vec<RowSelector> = match access {
+        RowGroupAccess::Skip => return None,
+        RowGroupAccess::Scan => vec![RowSelector::select(n)],
+        RowGroupAccess::Selection(s) => s.iter().copied().collect(),
+    };
+    let mut out = vec![RowSelector::skip(lo)];
+    let (mut at, mut len, mut selected) = (0, lo, false);
+    for s in selectors {
+        let (a, b) = (at.max(lo), (at + s.row_count).min(hi));
+        if a < b {
+            selected |= !s.skip;
+            out.push(RowSelector {
+                row_count: b - a,
+                skip: s.skip,
+            });
+            len += b - a;
+        }
+        at += s.row_count;
+    }
+    // Whatever is left, including rows a short selection does not reach, is skipped.
+    out.push(RowSelector::skip(n.saturating_sub(len)));
+    selected.then(|| RowSelection::from(out))
 }
 
 /// Parquet readers whose footer and page index are parsed once per file, not once per
@@ -704,8 +740,6 @@ fn overlap_groups(files: &[&ParquetFileMeta], hot: &[&HotPiece]) -> Overlaps {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::datasource::physical_plan::parquet::RowGroupAccess;
-    use parquet::arrow::arrow_reader::RowSelector;
     use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
     use parquet::schema::parser::parse_message_type;
     use parquet::schema::types::SchemaDescriptor;
@@ -736,42 +770,107 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn row_groups_are_shared_out_by_rows() {
-        let five = groups(&[100; 5]);
-        let all = ParquetAccessPlan::new_all(5);
-        assert_eq!(
-            read(&split_row_groups(&all, &five, 2)),
-            [vec![0, 1, 2], vec![3, 4]]
-        );
-        assert_eq!(
-            read(&split_row_groups(&all, &five, 8)),
-            [vec![0], vec![1], vec![2], vec![3], vec![4]]
-        );
-        assert_eq!(
-            read(&split_row_groups(&all, &five, 1)),
-            [vec![0, 1, 2, 3, 4]]
-        );
+    /// The rows each part selects, as (row group, first row, rows) runs.
+    fn runs(plans: &[ParquetAccessPlan], groups: &[RowGroupMetaData]) -> Vec<Vec<[usize; 3]>> {
+        plans
+            .iter()
+            .map(|p| {
+                let mut out = Vec::new();
+                for g in p.row_group_indexes() {
+                    let n = groups[g].num_rows() as usize;
+                    let selectors: Vec<RowSelector> = match &p.inner()[g] {
+                        RowGroupAccess::Selection(s) => s.iter().copied().collect(),
+                        _ => vec![RowSelector::select(n)],
+                    };
+                    assert_eq!(selectors.iter().map(|s| s.row_count).sum::<usize>(), n);
+                    let mut at = 0;
+                    for s in selectors {
+                        if !s.skip {
+                            out.push([g, at, s.row_count]);
+                        }
+                        at += s.row_count;
+                    }
+                }
+                out
+            })
+            .collect()
+    }
 
-        // Skipped row groups stay skipped, and selections go with their row group.
+    #[test]
+    fn rows_are_shared_out_evenly_across_row_groups() {
+        let five = groups(&[100_000; 5]);
+        let all = ParquetAccessPlan::new_all(5);
+        let parts = split_row_groups(&all, &five, 2);
+        assert_eq!(read(&parts), [vec![0, 1, 2], vec![2, 3, 4]]);
+        assert_eq!(
+            runs(&parts, &five),
+            [
+                vec![[0, 0, 100_000], [1, 0, 100_000], [2, 0, 50_000]],
+                vec![[2, 50_000, 50_000], [3, 0, 100_000], [4, 0, 100_000]],
+            ]
+        );
+        // Whole row groups stay scans.
+        assert_eq!(parts[0].inner()[0], RowGroupAccess::Scan);
+
+        // Eight parts: every row once, in order, 62,500 each.
+        let parts = split_row_groups(&all, &five, 8);
+        let got = runs(&parts, &five);
+        assert_eq!(got.len(), 8);
+        for part in &got {
+            assert_eq!(part.iter().map(|r| r[2]).sum::<usize>(), 62_500);
+        }
+        let flat: Vec<[usize; 3]> = got.into_iter().flatten().collect();
+        let mut next = (0, 0);
+        for [g, lo, n] in flat {
+            if lo == 0 && next.1 == 100_000 {
+                next = (next.0 + 1, 0);
+            }
+            assert_eq!((g, lo), next);
+            next = (g, lo + n);
+        }
+        assert_eq!(next, (4, 100_000));
+
+        // One part, or too few rows to share: the plan as it is.
+        assert_eq!(split_row_groups(&all, &five, 1), [all.clone()]);
+        let small = groups(&[10_000, 5_000]);
+        let both = ParquetAccessPlan::new_all(2);
+        assert_eq!(split_row_groups(&both, &small, 2), [both.clone()]);
+    }
+
+    #[test]
+    fn selections_are_cut_with_their_rows() {
+        let five = groups(&[100_000; 5]);
+        // Skipped row groups stay skipped; a part ending on a row group keeps its selection.
         let mut plan = ParquetAccessPlan::new_none(5);
-        let rows = RowSelection::from(vec![RowSelector::skip(90), RowSelector::select(10)]);
+        let rows = RowSelection::from(vec![RowSelector::skip(90_000), RowSelector::select(10_000)]);
         plan.set(1, RowGroupAccess::Selection(rows.clone()));
         plan.scan(3);
         let parts = split_row_groups(&plan, &five, 2);
         assert_eq!(read(&parts), [vec![1], vec![3]]);
-        assert!(matches!(&parts[0].inner()[1], RowGroupAccess::Selection(s) if *s == rows));
-        assert_eq!(read(&split_row_groups(&plan, &five, 3)), [vec![1], vec![3]]);
+        assert_eq!(parts[0].inner()[1], RowGroupAccess::Selection(rows));
 
-        // By rows, not by row groups; one row group read is one part.
-        let uneven = groups(&[300, 10, 10, 10]);
-        let all = ParquetAccessPlan::new_all(4);
+        // Cut inside a selection: each side keeps its own selected rows.
+        let mut plan = ParquetAccessPlan::new_none(5);
+        let rows = RowSelection::from(vec![
+            RowSelector::select(20_000),
+            RowSelector::skip(20_000),
+            RowSelector::select(60_000),
+        ]);
+        plan.set(2, RowGroupAccess::Selection(rows));
         assert_eq!(
-            read(&split_row_groups(&all, &uneven, 2)),
-            [vec![0], vec![1, 2, 3]]
+            runs(&split_row_groups(&plan, &five, 2), &five),
+            [
+                vec![[2, 0, 20_000], [2, 40_000, 10_000]],
+                vec![[2, 50_000, 50_000]]
+            ]
         );
-        let mut one = ParquetAccessPlan::new_none(4);
-        one.scan(2);
-        assert_eq!(read(&split_row_groups(&one, &uneven, 2)), [vec![2]]);
+
+        // A part whose rows are all skipped is left out.
+        let mut plan = ParquetAccessPlan::new_none(5);
+        let rows = RowSelection::from(vec![RowSelector::select(10_000), RowSelector::skip(90_000)]);
+        plan.set(0, RowGroupAccess::Selection(rows.clone()));
+        let parts = split_row_groups(&plan, &five, 2);
+        assert_eq!(runs(&parts, &five), [vec![[0, 0, 10_000]]]);
+        assert_eq!(parts[0].inner()[0], RowGroupAccess::Selection(rows));
     }
 }
