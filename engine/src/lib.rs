@@ -525,9 +525,17 @@ impl Engine {
                 source,
             })?;
 
-        let df = SessionContext::new();
+        let locals = Arc::new(scan::LocalStores {
+            data: Some(Arc::clone(&shared.local)),
+            cold: shared.cold_local.clone(),
+        });
+        let df = SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new().with_extension(Arc::clone(&locals)),
+        );
         let rollup_df = SessionContext::new_with_config(
-            datafusion::prelude::SessionConfig::new().with_target_partitions(1),
+            datafusion::prelude::SessionConfig::new()
+                .with_target_partitions(1)
+                .with_extension(locals),
         );
         for ctx in [&df, &rollup_df] {
             for (url, s) in [
@@ -940,6 +948,14 @@ impl Engine {
     /// The current catalog state (files, schemas).
     pub fn catalog_snapshot(&self) -> Arc<CatalogState> {
         self.shared.catalog.snapshot()
+    }
+
+    /// The local directories behind the tiers' stores, for sessions' scans to read in place.
+    pub fn local_stores(&self) -> scan::LocalStores {
+        scan::LocalStores {
+            data: Some(Arc::clone(&self.shared.local)),
+            cold: self.shared.cold_local.clone(),
+        }
     }
 
     /// The store a tier's files live in.

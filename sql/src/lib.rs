@@ -155,6 +155,8 @@ pub struct QueryEngine {
     commands: Arc<std::sync::OnceLock<Arc<dyn commands::Commands>>>,
     log: Arc<query_log::QueryLog>,
     scans: Arc<table::ScanPlanner>,
+    /// Where scans read local files in place.
+    local_stores: Arc<strata_engine::scan::LocalStores>,
     /// The catalog version whose files metadata warming last went through.
     warmed: tokio::sync::watch::Receiver<u64>,
 }
@@ -178,8 +180,9 @@ impl QueryEngine {
             .map_err(Error::Runtime)?;
         let log = Arc::new(query_log::QueryLog::default());
         engine.register_system_table(Arc::clone(&log) as _);
+        let local_stores = Arc::new(engine.local_stores());
         let scans = Arc::new(table::ScanPlanner::new(
-            SessionConfig::new(),
+            SessionConfig::new().with_extension(Arc::clone(&local_stores)),
             Arc::clone(&runtime),
         ));
         let (warmed_tx, warmed) = tokio::sync::watch::channel(0);
@@ -191,6 +194,7 @@ impl QueryEngine {
         Ok(Self {
             log,
             scans,
+            local_stores,
             databases: Arc::new(DatabaseList::new(Arc::clone(&engine))),
             engine,
             runtime,
@@ -317,6 +321,7 @@ impl QueryEngine {
         }
         let config = SessionConfig::new()
             .with_extension(Arc::clone(&self.scans))
+            .with_extension(Arc::clone(&self.local_stores))
             .with_default_catalog_and_schema(db, PUBLIC_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);
