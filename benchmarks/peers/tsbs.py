@@ -1,5 +1,6 @@
 """The TSBS query runner of `strata-benchmarks tsbs`: times every query type on Strata
-(Arrow Flight SQL through the ADBC driver) and on the peers (DuckDB and chDB in process
+(Arrow Flight SQL through the ADBC driver, and again in two plain Flight RPCs a query, see
+`StrataFlight`) and on the peers (DuckDB and chDB in process
 over the Parquet export, InfluxDB 1.x over HTTP with InfluxQL), and checks every Strata
 answer against DuckDB's.
 
@@ -33,6 +34,45 @@ class Strata:
         with self.conn.cursor() as cur:
             cur.execute(q["sql"])
             return cur.fetch_arrow_table()
+
+
+def _field(tag, data):
+    """One length-delimited protobuf field."""
+    n, out = len(data), bytearray([tag])
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out) + data
+
+
+def statement_query(sql):
+    """A Flight SQL CommandStatementQuery packed in a protobuf Any."""
+    command = _field(0x0A, sql.encode())
+    url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+    return _field(0x0A, url) + _field(0x12, command)
+
+
+class StrataFlight:
+    """Strata through Arrow Flight SQL in two RPCs a query: GetFlightInfo of the statement,
+    then DoGet of its ticket, as a Flight SQL client that does not prepare statements sends
+    them. (ADBC's DBAPI cursor prepares every new statement and closes it afterwards: four
+    RPCs, and the ADBC driver's own Go runtime, between the runner and the same server.)"""
+
+    def __init__(self, spec):
+        import pyarrow.flight as flight
+
+        self.flight = flight
+        self.client = flight.FlightClient(f"grpc://{spec['flight']}")
+        self.options = flight.FlightCallOptions(headers=[(b"database", spec["database"].encode())])
+
+    def run(self, q):
+        import pyarrow as pa
+
+        descriptor = self.flight.FlightDescriptor.for_command(statement_query(q["sql"]))
+        info = self.client.get_flight_info(descriptor, self.options)
+        tables = [self.client.do_get(e.ticket, self.options).read_all() for e in info.endpoints]
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 class DuckDB:
@@ -77,7 +117,13 @@ class InfluxDB:
         return rows
 
 
-ENGINES = {"strata": Strata, "duckdb": DuckDB, "chdb": ChDB, "influxdb": InfluxDB}
+ENGINES = {
+    "strata": Strata,
+    "strata-flight": StrataFlight,
+    "duckdb": DuckDB,
+    "chdb": ChDB,
+    "influxdb": InfluxDB,
+}
 
 
 def row_count(result):
@@ -165,11 +211,11 @@ def main():
                     rows[e] = row_count(result)
                     if e == "duckdb":
                         expected.append(result)
-                    elif e == "strata" and i < len(expected):
-                        diff = compare(name, i, q["sql"], result, expected[i])
+                    elif e.startswith("strata") and i < len(expected):
+                        diff = compare(f"{name} on {e}", i, q["sql"], result, expected[i])
                         if diff:
                             out["mismatches"].append(diff)
-                        else:
+                        elif e == "strata":
                             checked += 1
                     del result
             except Exception as err:  # reported per engine, the others go on

@@ -58,6 +58,13 @@ async fn tsbs_smoke_every_query_type_equals_duckdb() {
         assert_eq!(q.checked, 2, "{}: both runs equal to DuckDB", q.name);
         let strata = &q.engines["strata"];
         assert!(strata.error.is_none(), "{}: {:?}", q.name, strata.error);
+        let flight = &q.engines[tsbs::STRATA_FLIGHT];
+        assert!(flight.error.is_none(), "{}: {:?}", q.name, flight.error);
+        assert_eq!(
+            flight.rows, strata.rows,
+            "{}: the same answer both ways",
+            q.name
+        );
     }
     let lastpoint = outcome
         .queries
@@ -68,6 +75,10 @@ async fn tsbs_smoke_every_query_type_equals_duckdb() {
     let text = std::fs::read_to_string(report).expect("report");
     assert!(text.contains("| `double-groupby-all` |"), "{text}");
     assert!(text.contains("## Ingest"), "{text}");
+    assert!(
+        text.contains("| query | Strata | Strata, 2 RPCs |"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

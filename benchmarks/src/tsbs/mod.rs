@@ -97,6 +97,10 @@ pub struct Options {
     pub report: Option<PathBuf>,
 }
 
+/// The runner's engine name for Strata queried in two plain Flight SQL RPCs a query
+/// (GetFlightInfo, DoGet) rather than through ADBC's DBAPI cursor.
+pub const STRATA_FLIGHT: &str = "strata-flight";
+
 #[derive(Debug, Clone, Default)]
 pub struct Compare(pub Vec<Peer>);
 
@@ -364,7 +368,13 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
     drop(bodies);
 
     let types = queries::query_types(extent, opts.seed, opts.runs.max(1));
-    let mut engines = vec!["strata".to_string(), "duckdb".to_string()];
+    // Strata twice: through ADBC (a DBAPI cursor, four RPCs a query) and in the two RPCs of
+    // a Flight SQL client that does not prepare statements (`strata-flight`).
+    let mut engines = vec![
+        "strata".to_string(),
+        STRATA_FLIGHT.to_string(),
+        "duckdb".to_string(),
+    ];
     for p in &opts.compare.0 {
         if !engines.iter().any(|e| e == p.name()) {
             engines.push(p.name().to_string());
@@ -446,10 +456,11 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
             })
         })
         .collect();
-    if failed
-        .iter()
-        .any(|f| f.contains("on strata:") || f.contains("on duckdb:"))
-    {
+    if failed.iter().any(|f| {
+        f.contains("on strata:")
+            || f.contains(&format!("on {STRATA_FLIGHT}:"))
+            || f.contains("on duckdb:")
+    }) {
         return Err(format!("queries failed: {}", failed.join("; ")).into());
     }
     Ok((outcome, report_path))

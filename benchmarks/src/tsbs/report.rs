@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::{IngestFigures, Options, Outcome};
+use super::{IngestFigures, Options, Outcome, STRATA_FLIGHT};
 
 pub fn markdown(opts: &Options, o: &Outcome) -> String {
     let mut s = String::new();
@@ -128,9 +128,18 @@ pub fn markdown(opts: &Options, o: &Outcome) -> String {
         "\n## Queries (median / p95 ms over {} runs, each with its own random parameters, after a warm-up)\n",
         opts.runs
     );
-    let peers: Vec<&String> = o.engines.iter().filter(|e| *e != "strata").collect();
+    let flight = o.engines.iter().any(|e| e == STRATA_FLIGHT);
+    let peers: Vec<&String> = o
+        .engines
+        .iter()
+        .filter(|e| *e != "strata" && *e != STRATA_FLIGHT)
+        .collect();
     let mut header = "| query | Strata |".to_string();
     let mut rule = "|---|---|".to_string();
+    if flight {
+        header.push_str(" Strata, 2 RPCs |");
+        rule.push_str("---|");
+    }
     for p in &peers {
         let _ = write!(
             header,
@@ -146,6 +155,9 @@ pub fn markdown(opts: &Options, o: &Outcome) -> String {
     for q in &o.queries {
         let strata = q.engines.get("strata");
         let _ = write!(s, "| `{}` | {} |", q.name, cell(strata));
+        if flight {
+            let _ = write!(s, " {} |", cell(q.engines.get(STRATA_FLIGHT)));
+        }
         for p in &peers {
             let peer = q.engines.get(*p);
             let ratio = match (strata, peer) {
@@ -181,7 +193,7 @@ pub fn markdown(opts: &Options, o: &Outcome) -> String {
     }
     let _ = writeln!(
         s,
-        "\nStrata is queried through Arrow Flight SQL (ADBC) from the runner's Python process; DuckDB and chDB run in that process over the Parquet export; InfluxDB is queried with InfluxQL over HTTP. Ratios below 1 mean Strata is faster."
+        "\nStrata is queried through Arrow Flight SQL (ADBC) from the runner's Python process; DuckDB and chDB run in that process over the Parquet export; InfluxDB is queried with InfluxQL over HTTP. Ratios below 1 mean Strata is faster. \"Strata, 2 RPCs\" times the same queries on the same server sent as a Flight SQL client that does not prepare statements sends them (GetFlightInfo, then DoGet, from `pyarrow.flight`); ADBC's DBAPI cursor prepares every new statement and closes it afterwards (four RPCs), and its driver runs its own Go runtime. Those answers are checked against DuckDB's too."
     );
     s
 }
