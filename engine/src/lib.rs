@@ -299,6 +299,15 @@ struct Shared {
 }
 
 impl Shared {
+    fn local_stores(&self) -> scan::LocalStores {
+        scan::LocalStores {
+            data: Some(Arc::clone(&self.local)),
+            cold: self.cold_local.clone(),
+        }
+    }
+}
+
+impl Shared {
     fn chunk_ns(&self) -> i64 {
         i64::try_from(self.config.chunk_duration.as_nanos())
             .unwrap_or(i64::MAX)
@@ -525,10 +534,7 @@ impl Engine {
                 source,
             })?;
 
-        let locals = Arc::new(scan::LocalStores {
-            data: Some(Arc::clone(&shared.local)),
-            cold: shared.cold_local.clone(),
-        });
+        let locals = Arc::new(shared.local_stores());
         let df = SessionContext::new_with_config(
             datafusion::prelude::SessionConfig::new().with_extension(Arc::clone(&locals)),
         );
@@ -958,10 +964,7 @@ impl Engine {
 
     /// The local directories behind the tiers' stores, for sessions' scans to read in place.
     pub fn local_stores(&self) -> scan::LocalStores {
-        scan::LocalStores {
-            data: Some(Arc::clone(&self.shared.local)),
-            cold: self.shared.cold_local.clone(),
-        }
+        self.shared.local_stores()
     }
 
     /// The store a tier's files live in.
