@@ -254,11 +254,9 @@ async fn remote_write(
         );
     }
     let limit = s.config.max_body_bytes;
-    let Ok(raw) = axum::body::to_bytes(body, limit).await else {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than the limit of {limit} bytes"),
-        );
+    let raw = match collect_body(body, &headers, limit, &s.buffers).await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let decoded = match crate::remote_write::decode(&raw, limit) {
         Ok(d) => d,
@@ -461,20 +459,14 @@ fn partial(status: StatusCode, what: &str, errors: Vec<LineError>) -> Response {
         .into_response()
 }
 
-/// The request body, decompressed (gzip) if need be, in one of `buffers`.
-async fn read_body(
+/// The request body as sent (up to `limit` bytes), in one of `buffers`.
+async fn collect_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
     buffers: &Arc<BodyBuffers>,
 ) -> Result<BodyBuffer, Response> {
     use axum::body::HttpBody;
-    let too_big = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than the limit of {limit} bytes"),
-        )
-    };
     let mut raw = buffers.take();
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -495,11 +487,29 @@ async fn read_body(
         })?;
         if let Ok(data) = frame.into_data() {
             if raw.bytes.len() + data.len() > limit {
-                return Err(too_big());
+                return Err(too_big(limit));
             }
             raw.bytes.extend_from_slice(&data);
         }
     }
+    Ok(raw)
+}
+
+fn too_big(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+/// The request body, decompressed (gzip) if need be, in one of `buffers`.
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    buffers: &Arc<BodyBuffers>,
+) -> Result<BodyBuffer, Response> {
+    let raw = collect_body(body, headers, limit, buffers).await?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -520,7 +530,7 @@ async fn read_body(
                     )
                 })?;
             if out.len() > limit {
-                return Err(too_big());
+                return Err(too_big(limit));
             }
             Ok(out)
         }

@@ -445,22 +445,19 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
         )
         .into());
     }
-    let failed: Vec<String> = outcome
-        .queries
-        .iter()
-        .flat_map(|q| {
-            q.engines.iter().filter_map(move |(e, t)| {
-                t.error
-                    .as_ref()
-                    .map(|err| format!("{} on {e}: {err}", q.name))
-            })
+    // A peer's failures are reported; Strata's or the reference's fail the run.
+    let fatal = |e: &str| ["strata", STRATA_FLIGHT, "duckdb"].contains(&e);
+    let failures = || {
+        outcome.queries.iter().flat_map(|q| {
+            q.engines
+                .iter()
+                .filter_map(move |(e, t)| t.error.as_ref().map(|err| (q, e, err)))
         })
-        .collect();
-    if failed.iter().any(|f| {
-        f.contains("on strata:")
-            || f.contains(&format!("on {STRATA_FLIGHT}:"))
-            || f.contains("on duckdb:")
-    }) {
+    };
+    if failures().any(|(_, e, _)| fatal(e)) {
+        let failed: Vec<String> = failures()
+            .map(|(q, e, err)| format!("{} on {e}: {err}", q.name))
+            .collect();
         return Err(format!("queries failed: {}", failed.join("; ")).into());
     }
     Ok((outcome, report_path))
