@@ -148,7 +148,7 @@ impl Harness {
     /// Writes `usage_user` per host at the clock's time.
     pub async fn cpu(&self, values: &[(&str, f64)]) {
         let now = self.now();
-        let points = values
+        let points: Vec<Point> = values
             .iter()
             .map(|(host, v)| Point {
                 table: "cpu".into(),

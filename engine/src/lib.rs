@@ -23,6 +23,7 @@ pub mod paths;
 pub mod persist;
 pub mod read_cost;
 pub mod rollup;
+pub mod rows;
 pub mod scan;
 pub mod schema;
 pub mod system;
@@ -54,6 +55,7 @@ use tokio::sync::{Notify, oneshot};
 use crate::buffer::{FrozenChunk, SeqBatch, TableBuffer, apply_batch};
 use crate::clock::Clock;
 use crate::paths::{ParquetFilePath, wal_dir};
+pub use crate::rows::{Block, FieldValues, Rows};
 use crate::schema::{TIME_COLUMN, arrow_schema};
 pub use crate::tiers::TierReport;
 use crate::wal::{SegmentWriter, WalRecord};
@@ -654,13 +656,13 @@ impl Engine {
         self.hot_bytes() >= self.shared.config.memory_budget_bytes
     }
 
-    /// Validates and writes points to database `db`. Resolves once the write is durable
-    /// (unless `no_sync`). Rejected points are listed with their line and reason; with
-    /// `accept_partial`, the valid ones are written anyway.
+    /// Validates and writes rows (or points) to database `db`. Resolves once the write is
+    /// durable (unless `no_sync`). Rejected rows are listed with their line and reason;
+    /// with `accept_partial`, the valid ones are written anyway.
     pub async fn write(
         &self,
         db: &str,
-        points: Vec<Point>,
+        rows: impl Into<Rows>,
         opts: WriteOptions,
     ) -> Result<WriteOutcome> {
         check_database_name(db)?;
@@ -674,6 +676,7 @@ impl Engine {
                 budget: self.shared.config.memory_budget_bytes,
             });
         }
+        let rows: Rows = rows.into();
         let retention = self.retention_ns(db, Tier::Hot);
         let limits = PointLimits {
             max_columns_per_table: self.shared.config.max_columns_per_table,
@@ -681,30 +684,24 @@ impl Engine {
             oldest_time: self.shared.clock.now_ns().saturating_sub(retention),
         };
         let mut rejected = Vec::new();
-        let mut valid: BTreeMap<&str, Vec<&Point>> = BTreeMap::new();
+        let mut valid: BTreeMap<&str, Vec<(&Block, write::Accepted)>> = BTreeMap::new();
         let mut scratch: datafusion::common::HashMap<&str, Vec<ColumnDef>> =
-            datafusion::common::HashMap::default();
-        let mut layouts: datafusion::common::HashMap<&str, write::Layout<'_>> =
             datafusion::common::HashMap::default();
         {
             // Validation and the schema change it implies are one atomic step, so two
             // concurrent writes cannot give one field two types.
             let mut st = self.shared.state.write();
-            for p in &points {
-                let cols = scratch.entry(&*p.table).or_insert_with(|| {
+            for b in rows.blocks() {
+                let cols = scratch.entry(b.table()).or_insert_with(|| {
                     st.dbs
                         .get(db)
-                        .and_then(|t| t.get(&*p.table))
+                        .and_then(|t| t.get(b.table()))
                         .map(|t| t.columns.clone())
                         .unwrap_or_default()
                 });
-                let layout = layouts.entry(&*p.table).or_default();
-                match write::validate_point_cached(p, cols, &limits, layout) {
-                    Ok(()) => valid.entry(&*p.table).or_default().push(p),
-                    Err(reason) => rejected.push(RejectedPoint {
-                        line: p.line,
-                        reason,
-                    }),
+                match write::validate_block(b, cols, &limits, &mut rejected) {
+                    write::Accepted::None => {}
+                    accepted => valid.entry(b.table()).or_default().push((b, accepted)),
                 }
             }
             if !opts.accept_partial && !rejected.is_empty() {
@@ -728,7 +725,7 @@ impl Engine {
                 }
             }
         }
-        let accepted: usize = valid.values().map(Vec::len).sum();
+        let accepted: usize = valid.values().flatten().map(|(b, a)| a.count(b)).sum();
         metrics::counter!("strata_points_rejected_total").increment(rejected.len() as u64);
         if accepted == 0 {
             return Ok(WriteOutcome {
@@ -738,18 +735,21 @@ impl Engine {
             });
         }
         let mut tables = Vec::with_capacity(valid.len());
-        for (name, pts) in &valid {
+        let mut series_keys = vec![None; rows.series.len()];
+        for (name, blocks) in &valid {
             let cols = scratch.get(*name).map(Vec::as_slice).unwrap_or_default();
-            let batch = write::build_batch(pts, cols)
+            let parts: Vec<(&Block, &write::Accepted)> =
+                blocks.iter().map(|(b, a)| (*b, a)).collect();
+            let batch = write::build_rows_batch(&rows.series, &parts, cols, &mut series_keys)
                 .map_err(|e| Error::Wal(format!("building the batch for `{name}`: {e}")))?;
             tables.push(((*name).to_string(), batch));
         }
-        // The points are freed before the first await, on the thread that (most often) has
+        // The rows are freed before the first await, on the thread that (most often) has
         // just parsed them, where the allocator reuses their memory for the next request's
-        // points. Freed after the WAL's answer, often on another thread, their pages were
+        // rows. Freed after the WAL's answer, often on another thread, their pages were
         // faulted in afresh: a sixth of the page faults of a TSBS load.
-        drop((valid, layouts, scratch));
-        drop(points);
+        drop((valid, scratch, series_keys));
+        drop(rows);
         let (reply, rx) = if opts.no_sync {
             (None, None)
         } else {

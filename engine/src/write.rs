@@ -7,12 +7,13 @@ use std::sync::Arc;
 use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
     ArrayRef, BooleanBuilder, DictionaryArray, Float64Builder, Int32Array, Int64Builder,
-    StringBuilder, TimestampNanosecondBuilder, UInt64Builder,
+    PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder, UInt64Builder,
 };
-use arrow::datatypes::Int32Type;
+use arrow::datatypes::{ArrowPrimitiveType, Int32Type};
 use arrow::record_batch::RecordBatch;
 use strata_catalog::{ColumnDef, ColumnKind, FieldType};
 
+use crate::rows::{Block, FieldValues};
 use crate::schema::{TIME_COLUMN, add_column, arrow_schema};
 
 /// A field value as written.
@@ -71,20 +72,21 @@ impl Point {
 pub type Tags = Arc<[(Arc<str>, Arc<str>)]>;
 
 /// Strings of one request, each allocated once and shared by the points that repeat it
-/// (measurement, tag and field names, tag values).
+/// (measurement and tag names, tag values).
 #[derive(Debug, Default)]
 pub struct Interner<'a> {
     seen: HashMap<&'a str, Arc<str>>,
     /// The string last asked for at each position of a line: lines of one shape repeat
     /// most names in place, and one comparison is cheaper than a hash lookup.
     last: Vec<(&'a str, Arc<str>)>,
-    /// Series by their text as written (a decoder's choice of key): table and tags.
-    series: HashMap<&'a str, (Arc<str>, Tags)>,
+    /// Series by their text as written (a decoder's choice of key): their number in the
+    /// request's [`crate::Rows`].
+    series: HashMap<&'a str, u32>,
 }
 
 impl<'a> Interner<'a> {
-    /// Most distinct strings (and series) kept: beyond it (a request of unique tag
-    /// values) new ones are allocated without being remembered.
+    /// Most distinct strings kept: beyond it (a request of unique tag values) new ones
+    /// are allocated without being remembered.
     const MAX: usize = 1 << 16;
 
     /// [`Self::get`] for the string at position `at` of a line (0, 1, 2, … in the
@@ -104,18 +106,15 @@ impl<'a> Interner<'a> {
         a
     }
 
-    /// The table and tags of a series seen before in the request, by its text.
-    pub fn series(&self, text: &str) -> Option<(Arc<str>, Tags)> {
-        self.series
-            .get(text)
-            .map(|(table, tags)| (Arc::clone(table), Arc::clone(tags)))
+    /// The number of a series seen before in the request, by its text.
+    pub fn series(&self, text: &str) -> Option<u32> {
+        self.series.get(text).copied()
     }
 
-    /// Remembers what a series' text parsed to (up to [`Self::MAX`] series).
-    pub fn keep_series(&mut self, text: &'a str, table: &Arc<str>, tags: &Tags) {
+    /// Remembers a series' number by its text (up to [`Self::MAX`] series).
+    pub fn keep_series(&mut self, text: &'a str, id: u32) {
         if self.series.len() < Self::MAX {
-            self.series
-                .insert(text, (Arc::clone(table), Arc::clone(tags)));
+            self.series.insert(text, id);
         }
     }
 
@@ -133,7 +132,7 @@ impl<'a> Interner<'a> {
 }
 
 /// Equal names, by pointer first (names shared through an [`Interner`]).
-fn same_name(a: &str, b: &str) -> bool {
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
     std::ptr::eq(a, b) || a == b
 }
 
@@ -154,53 +153,71 @@ pub struct PointLimits {
 }
 
 /// Checks `p` against (and extends) `columns`, a scratch copy of its table's schema,
-/// so an all-or-nothing request that fails changes nothing.
+/// so an all-or-nothing request that fails changes nothing. [`validate_block`] gives each
+/// row of a block this verdict.
+#[cfg(test)]
 pub(crate) fn validate_point(
     p: &Point,
     columns: &mut Vec<ColumnDef>,
     limits: &PointLimits,
 ) -> Result<(), String> {
-    if p.table.is_empty() {
-        return Err("table (measurement) name is empty".into());
-    }
-    if p.table.len() > limits.max_name_bytes {
-        return Err(format!(
-            "table name is {} bytes, over the limit of {}",
-            p.table.len(),
-            limits.max_name_bytes
-        ));
-    }
-    if p.fields.is_empty() {
-        return Err(format!("point in table `{}` has no fields", p.table));
-    }
+    check_table(&p.table, !p.fields.is_empty(), limits)?;
     if p.time < limits.oldest_time {
         return Err(too_old(p.time, limits.oldest_time));
     }
+    validate_layout(
+        &p.table,
+        p.tags.iter().map(|(k, _)| &**k),
+        p.fields.iter().map(|(k, v)| (&**k, v.field_type())),
+        columns,
+        limits,
+    )
+}
+
+/// The checks of a point's table name and field count, which come before its time's.
+fn check_table(table: &str, has_fields: bool, limits: &PointLimits) -> Result<(), String> {
+    if table.is_empty() {
+        return Err("table (measurement) name is empty".into());
+    }
+    if table.len() > limits.max_name_bytes {
+        return Err(format!(
+            "table name is {} bytes, over the limit of {}",
+            table.len(),
+            limits.max_name_bytes
+        ));
+    }
+    if !has_fields {
+        return Err(format!("point in table `{table}` has no fields"));
+    }
+    Ok(())
+}
+
+/// The checks of a point's tag and field names and types against (and extending)
+/// `columns`: a verdict that depends only on the layout and the schema so far.
+fn validate_layout<'k>(
+    table: &str,
+    tags: impl Iterator<Item = &'k str>,
+    fields: impl Iterator<Item = (&'k str, FieldType)>,
+    columns: &mut Vec<ColumnDef>,
+    limits: &PointLimits,
+) -> Result<(), String> {
     let mut seen: HashMap<&str, &'static str> = HashMap::new();
     let mut new_cols: Vec<ColumnDef> = Vec::new();
-    let kinds = p
-        .tags
-        .iter()
-        .map(|(k, _)| (&**k, ColumnKind::Tag, "tag"))
-        .chain(
-            p.fields
-                .iter()
-                .map(|(k, v)| (&**k, ColumnKind::Field(v.field_type()), "field")),
-        );
+    let kinds = tags
+        .map(|k| (k, ColumnKind::Tag, "tag"))
+        .chain(fields.map(|(k, t)| (k, ColumnKind::Field(t), "field")));
     for (name, kind, what) in kinds {
         if name.is_empty() {
-            return Err(format!("a {what} name in table `{}` is empty", p.table));
+            return Err(format!("a {what} name in table `{table}` is empty"));
         }
         if name == TIME_COLUMN {
             return Err(format!(
-                "a {what} may not be named `time` (table `{}`): `time` is the timestamp column",
-                p.table
+                "a {what} may not be named `time` (table `{table}`): `time` is the timestamp column"
             ));
         }
         if name.starts_with("__") {
             return Err(format!(
-                "{what} `{name}` in table `{}`: names starting with `__` are reserved",
-                p.table
+                "{what} `{name}` in table `{table}`: names starting with `__` are reserved"
             ));
         }
         if name.len() > limits.max_name_bytes {
@@ -213,20 +230,14 @@ pub(crate) fn validate_point(
         }
         if let Some(prev) = seen.insert(name, what) {
             return Err(if prev == what {
-                format!(
-                    "{what} `{name}` appears twice in one point of table `{}`",
-                    p.table
-                )
+                format!("{what} `{name}` appears twice in one point of table `{table}`")
             } else {
-                format!(
-                    "`{name}` is used both as tag and field in one point of table `{}`",
-                    p.table
-                )
+                format!("`{name}` is used both as tag and field in one point of table `{table}`")
             });
         }
         match columns.iter().find(|c| c.name == name) {
             Some(existing) if existing.kind == kind => {}
-            Some(existing) => return Err(conflict(&p.table, name, existing.kind, kind)),
+            Some(existing) => return Err(conflict(table, name, existing.kind, kind)),
             None => new_cols.push(ColumnDef {
                 name: name.to_string(),
                 kind,
@@ -238,8 +249,8 @@ pub(crate) fn validate_point(
         let total = columns.len() + new_cols.len() + usize::from(!has_time);
         if total > limits.max_columns_per_table {
             return Err(format!(
-                "table `{}` would have {total} columns, over the limit of {}",
-                p.table, limits.max_columns_per_table
+                "table `{table}` would have {total} columns, over the limit of {}",
+                limits.max_columns_per_table
             ));
         }
         for c in new_cols {
@@ -258,48 +269,90 @@ pub(crate) fn validate_point(
     Ok(())
 }
 
-/// The keys (tags, then fields) and kinds of the last point of a table that passed
-/// [`validate_point`] in a request. Points of one source nearly always share it.
-pub(crate) type Layout<'a> = Vec<(&'a str, ColumnKind)>;
-
-fn same_layout(p: &Point, layout: &Layout<'_>) -> bool {
-    p.tags.len() + p.fields.len() == layout.len()
-        && p.tags
-            .iter()
-            .map(|(k, _)| (&**k, ColumnKind::Tag))
-            .chain(
-                p.fields
-                    .iter()
-                    .map(|(k, v)| (&**k, ColumnKind::Field(v.field_type()))),
-            )
-            .zip(layout)
-            .all(|(a, b)| a.1 == b.1 && same_name(a.0, b.0))
+/// The rows of a block that passed [`validate_block`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Accepted {
+    All,
+    /// Some: a flag per row, and how many are set.
+    Some(Vec<bool>, usize),
+    None,
 }
 
-/// [`validate_point`], skipping the per-name checks when `p` has the layout of the
-/// table's last valid point (same names, kinds and order: same verdict on all of them,
-/// and the schema already holds them); `layout` is updated to `p`'s when it passes.
-pub(crate) fn validate_point_cached<'a>(
-    p: &'a Point,
+impl Accepted {
+    pub(crate) fn count(&self, block: &Block) -> usize {
+        match self {
+            Self::All => block.len(),
+            Self::Some(_, n) => *n,
+            Self::None => 0,
+        }
+    }
+
+    fn mask(&self) -> Option<&[bool]> {
+        match self {
+            Self::Some(m, _) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Checks the rows of `block` against (and extends) `columns`, a scratch copy of its
+/// table's schema: each row gets the verdict [`validate_point`] would give it, checked
+/// point by point in order. The layout is checked once, at the first row recent enough
+/// to need it. Rejected rows are added to `rejected`.
+pub(crate) fn validate_block(
+    block: &Block,
     columns: &mut Vec<ColumnDef>,
     limits: &PointLimits,
-    layout: &mut Layout<'a>,
-) -> Result<(), String> {
-    if !layout.is_empty() && same_layout(p, layout) {
-        if p.time < limits.oldest_time {
-            return Err(too_old(p.time, limits.oldest_time));
+    rejected: &mut Vec<RejectedPoint>,
+) -> Accepted {
+    let reject = |rejected: &mut Vec<RejectedPoint>, line: u32, reason: String| {
+        rejected.push(RejectedPoint {
+            line: line as usize,
+            reason,
+        })
+    };
+    if let Err(e) = check_table(&block.table, !block.fields.is_empty(), limits) {
+        for line in &block.lines {
+            reject(rejected, *line, e.clone());
         }
-        return Ok(());
+        return Accepted::None;
     }
-    validate_point(p, columns, limits)?;
-    layout.clear();
-    layout.extend(p.tags.iter().map(|(k, _)| (&**k, ColumnKind::Tag)));
-    layout.extend(
-        p.fields
-            .iter()
-            .map(|(k, v)| (&**k, ColumnKind::Field(v.field_type()))),
-    );
-    Ok(())
+    let mut layout: Option<Result<(), String>> = None;
+    let mut mask: Option<Vec<bool>> = None;
+    let mut accepted = 0;
+    for (row, (&time, &line)) in block.time.iter().zip(&block.lines).enumerate() {
+        let error = if time < limits.oldest_time {
+            Some(too_old(time, limits.oldest_time))
+        } else {
+            let verdict = layout.get_or_insert_with(|| {
+                validate_layout(
+                    &block.table,
+                    block.tag_keys(),
+                    block.fields.iter().map(|(k, c)| (&**k, c.field_type())),
+                    columns,
+                    limits,
+                )
+            });
+            verdict.as_ref().err().cloned()
+        };
+        match error {
+            None => {
+                accepted += 1;
+                if let Some(m) = &mut mask {
+                    m.push(true);
+                }
+            }
+            Some(reason) => {
+                mask.get_or_insert_with(|| vec![true; row]).push(false);
+                reject(rejected, line, reason);
+            }
+        }
+    }
+    match mask {
+        _ if accepted == 0 => Accepted::None,
+        None => Accepted::All,
+        Some(m) => Accepted::Some(m, accepted),
+    }
 }
 
 fn too_old(time: i64, oldest: i64) -> String {
@@ -402,40 +455,47 @@ impl ColBuilder<'_> {
         }
     }
 
-    fn len(&self) -> usize {
-        use arrow::array::ArrayBuilder;
+    fn append_nulls(&mut self, n: usize) {
         match self {
-            Self::Tag(b) => b.keys.len(),
-            Self::Time(b) => b.len(),
-            Self::F64(b) => b.len(),
-            Self::I64(b) => b.len(),
-            Self::U64(b) => b.len(),
-            Self::Bool(b) => b.len(),
-            Self::Str(b) => b.len(),
+            Self::Tag(b) => {
+                b.keys.resize(b.keys.len() + n, 0);
+                b.nulls.append_n_nulls(n);
+            }
+            Self::Time(b) => b.append_nulls(n),
+            Self::F64(b) => b.append_nulls(n),
+            Self::I64(b) => b.append_nulls(n),
+            Self::U64(b) => b.append_nulls(n),
+            Self::Bool(b) => b.append_nulls(n),
+            Self::Str(b) => {
+                for _ in 0..n {
+                    b.append_null();
+                }
+            }
         }
     }
 
-    fn append_null(&mut self) {
-        match self {
-            Self::Tag(b) => b.append_key(None),
-            Self::Time(b) => b.append_null(),
-            Self::F64(b) => b.append_null(),
-            Self::I64(b) => b.append_null(),
-            Self::U64(b) => b.append_null(),
-            Self::Bool(b) => b.append_null(),
-            Self::Str(b) => b.append_null(),
-        }
-    }
-
-    /// Appends a field value; the type was validated against the schema before.
-    fn append_field(&mut self, v: &FieldValue) {
-        match (self, v) {
-            (Self::F64(b), FieldValue::F64(x)) => b.append_value(*x),
-            (Self::I64(b), FieldValue::I64(x)) => b.append_value(*x),
-            (Self::U64(b), FieldValue::U64(x)) => b.append_value(*x),
-            (Self::Bool(b), FieldValue::Bool(x)) => b.append_value(*x),
-            (Self::Str(b), FieldValue::Str(x)) => b.append_value(x),
-            (b, _) => b.append_null(),
+    /// Appends a block's values of one field, those whose flag in `mask` is set (all
+    /// without a mask). The type was validated against the schema before.
+    fn extend_field(&mut self, values: &FieldValues, mask: Option<&[bool]>) {
+        let keep = |row: usize| mask.is_none_or(|m| m[row]);
+        match (self, values) {
+            (Self::F64(b), FieldValues::F64(v)) => extend(b, v, mask),
+            (Self::I64(b), FieldValues::I64(v)) => extend(b, v, mask),
+            (Self::U64(b), FieldValues::U64(v)) => extend(b, v, mask),
+            (Self::Bool(b), FieldValues::Bool(v)) => {
+                for (_, x) in v.iter().enumerate().filter(|(r, _)| keep(*r)) {
+                    b.append_value(*x);
+                }
+            }
+            (Self::Str(b), FieldValues::Str(v)) => {
+                for (_, x) in v.iter().enumerate().filter(|(r, _)| keep(*r)) {
+                    b.append_value(x);
+                }
+            }
+            (b, v) => {
+                let n = mask.map_or(v.len(), |m| m.iter().filter(|k| **k).count());
+                b.append_nulls(n);
+            }
         }
     }
 
@@ -452,50 +512,27 @@ impl ColBuilder<'_> {
     }
 }
 
-/// Column positions of a point's keys (tags, then fields), looked up once per key
-/// layout: consecutive points with the same keys reuse the previous lookup.
-#[derive(Default)]
-struct Slots<'a> {
-    keys: Vec<&'a str>,
-    at: Vec<Option<usize>>,
-}
-
-impl<'a> Slots<'a> {
-    fn of(&mut self, p: &'a Point, index: &HashMap<&str, usize>) -> &[Option<usize>] {
-        let keys = p
-            .tags
-            .iter()
-            .map(|(k, _)| &**k)
-            .chain(p.fields.iter().map(|(k, _)| &**k));
-        let same = self.keys.len() == p.tags.len() + p.fields.len()
-            && keys.clone().zip(&self.keys).all(|(a, b)| same_name(a, b));
-        if !same {
-            self.keys.clear();
-            self.keys.extend(keys);
-            self.at.clear();
-            self.at
-                .extend(self.keys.iter().map(|k| index.get(k).copied()));
-        }
-        &self.at
-    }
-}
-
-/// Builds one record batch from validated points of one table. The batch has the
-/// table's columns that these points use (plus `time`), in table order. An empty tag
-/// value is stored as null: a missing tag equals an empty one.
-pub(crate) fn build_batch<'a>(
-    points: &[&'a Point],
+/// Builds one record batch from the accepted rows of blocks of one table (of the
+/// request whose series are `series`). The batch has the table's columns that these
+/// blocks use (plus `time`), in table order. An empty tag value is stored as null: a
+/// missing tag equals an empty one. `series_keys` holds, per series of the request, the
+/// dictionary keys of its tags once a row of it is built (empty at first; a series
+/// belongs to one table, so the tables of a request can share it).
+pub(crate) fn build_rows_batch<'a>(
+    series: &'a [(Arc<str>, Tags)],
+    parts: &[(&'a Block, &Accepted)],
     table_columns: &[ColumnDef],
+    series_keys: &mut [Option<Box<[Option<i32>]>>],
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let mut used: Vec<bool> = vec![false; table_columns.len()];
     let index: HashMap<&str, usize> = table_columns
         .iter()
         .enumerate()
         .map(|(i, c)| (c.name.as_str(), i))
         .collect();
-    let mut slots = Slots::default();
-    for p in points {
-        for i in slots.of(p, &index).iter().flatten() {
+    let mut used: Vec<bool> = vec![false; table_columns.len()];
+    for (b, _) in parts {
+        let keys = b.tag_keys().chain(b.fields.iter().map(|(k, _)| &**k));
+        for i in keys.filter_map(|k| index.get(k)) {
             used[*i] = true;
         }
     }
@@ -514,63 +551,91 @@ pub(crate) fn build_batch<'a>(
         .iter()
         .position(|c| c.kind == ColumnKind::Time)
         .ok_or_else(|| arrow::error::ArrowError::SchemaError("table has no time column".into()))?;
+    let total: usize = parts.iter().map(|(b, a)| a.count(b)).sum();
     let mut builders: Vec<ColBuilder<'a>> = cols
         .iter()
-        .map(|c| ColBuilder::new(c.kind, points.len()))
+        .map(|c| ColBuilder::new(c.kind, total))
         .collect();
-    // The dictionary key of each tag of a series whose points share their tags (as a
-    // parser hands them out): looked up once per series, not once per point. By the
-    // address of the shared tags, which every point keeps alive until the batch is built.
-    let mut series_keys: HashMap<usize, Box<[Option<i32>]>> = HashMap::default();
-    let mut slots = Slots::default();
-    for (row, p) in points.iter().copied().enumerate() {
-        let at = slots.of(p, &pos);
-        let shared = Arc::strong_count(&p.tags) > 1;
-        let known = if shared {
-            series_keys.get(&p.tags.as_ptr().addr())
-        } else {
-            None
-        };
-        if let Some(keys) = known {
-            for (key, i) in keys.iter().zip(at) {
-                if let Some(i) = i
-                    && let ColBuilder::Tag(b) = &mut builders[*i]
-                {
-                    b.append_key(*key);
+    let mut filled = vec![false; builders.len()];
+    for (b, accepted) in parts {
+        let mask = accepted.mask();
+        let keep = |row: usize| mask.is_none_or(|m| m[row]);
+        filled.fill(false);
+        // Each series' dictionary keys, looked up once (every series of a block has the
+        // block's tag keys, in its order).
+        let tag_at: Vec<Option<usize>> = b.tag_keys().map(|k| pos.get(k).copied()).collect();
+        for row in (0..b.len()).filter(|r| keep(*r)) {
+            let s = b.series[row] as usize;
+            if series_keys[s].is_none() {
+                let keys = series[s]
+                    .1
+                    .iter()
+                    .zip(&tag_at)
+                    .map(|((_, v), at)| match at.map(|i| &mut builders[i]) {
+                        Some(ColBuilder::Tag(t)) => t.key(v),
+                        _ => None,
+                    })
+                    .collect();
+                series_keys[s] = Some(keys);
+            }
+        }
+        for (j, at) in tag_at.iter().enumerate() {
+            let Some(i) = *at else {
+                continue;
+            };
+            if let ColBuilder::Tag(t) = &mut builders[i] {
+                for row in (0..b.len()).filter(|r| keep(*r)) {
+                    let keys = series_keys[b.series[row] as usize].as_deref();
+                    t.append_key(keys.and_then(|k| k[j]));
                 }
-            }
-        } else {
-            let mut keys = Vec::with_capacity(p.tags.len());
-            for ((_, v), i) in p.tags.iter().zip(at) {
-                let mut key = None;
-                if let Some(i) = i
-                    && let ColBuilder::Tag(b) = &mut builders[*i]
-                {
-                    key = b.key(v);
-                    b.append_key(key);
-                }
-                keys.push(key);
-            }
-            if shared {
-                series_keys.insert(p.tags.as_ptr().addr(), keys.into());
+                filled[i] = true;
             }
         }
-        for ((_, v), i) in p.fields.iter().zip(&at[p.tags.len()..]) {
-            if let Some(i) = i {
-                builders[*i].append_field(v);
+        for (k, values) in &b.fields {
+            if let Some(&i) = pos.get(&**k) {
+                builders[i].extend_field(values, mask);
+                filled[i] = true;
             }
         }
-        if let ColBuilder::Time(b) = &mut builders[time_pos] {
-            b.append_value(p.time);
+        if let ColBuilder::Time(t) = &mut builders[time_pos] {
+            extend(t, &b.time, mask);
+            filled[time_pos] = true;
         }
-        for b in &mut builders {
-            if b.len() <= row {
-                b.append_null();
-            }
+        let n = accepted.count(b);
+        for (builder, _) in builders.iter_mut().zip(&filled).filter(|(_, f)| !**f) {
+            builder.append_nulls(n);
         }
     }
     let arrays: Vec<ArrayRef> = builders.into_iter().map(ColBuilder::finish).collect();
     RecordBatch::try_new(arrow_schema(&cols), arrays)
+}
+
+/// Appends the values of `values` whose flag in `mask` is set (all without a mask).
+fn extend<T: ArrowPrimitiveType>(
+    b: &mut PrimitiveBuilder<T>,
+    values: &[T::Native],
+    mask: Option<&[bool]>,
+) {
+    match mask {
+        None => b.append_slice(values),
+        Some(m) => {
+            for (v, _) in values.iter().zip(m).filter(|(_, keep)| **keep) {
+                b.append_value(*v);
+            }
+        }
+    }
+}
+
+/// [`build_rows_batch`] of points of one table, all accepted.
+#[cfg(test)]
+pub(crate) fn build_batch(
+    points: &[&Point],
+    table_columns: &[ColumnDef],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let rows = crate::rows::Rows::from(points.iter().map(|p| (*p).clone()).collect::<Vec<_>>());
+    let parts: Vec<(&Block, &Accepted)> = rows.blocks.iter().map(|b| (b, &Accepted::All)).collect();
+    let mut keys = vec![None; rows.series.len()];
+    build_rows_batch(&rows.series, &parts, table_columns, &mut keys)
 }
 
 #[cfg(test)]
@@ -589,15 +654,15 @@ mod tests {
         }
     }
 
-    /// The shortcut for a repeated layout gives the verdicts of the full check.
+    /// Blocks give each row the verdict of the point-by-point check, in order.
     #[test]
-    fn a_repeated_layout_is_checked_like_a_new_one() {
+    fn blocks_are_checked_like_points() {
         let limits = PointLimits {
             max_columns_per_table: 10,
             max_name_bytes: 64,
             oldest_time: 100,
         };
-        let points = [
+        let points = vec![
             point(vec![("v", FieldValue::F64(1.0))], 200),
             point(vec![("v", FieldValue::F64(2.0))], 300),
             point(vec![("v", FieldValue::F64(3.0))], 50),
@@ -607,32 +672,48 @@ mod tests {
                 400,
             ),
             point(vec![("v", FieldValue::F64(6.0))], 500),
-        ];
-        let (mut cached, mut full) = (Vec::new(), Vec::new());
-        let mut layout = Layout::default();
-        let verdicts: Vec<Result<(), String>> = points
+            // A new layout whose first row is too old: the next row adds its column.
+            point(vec![("w", FieldValue::I64(1))], 10),
+            point(vec![("w", FieldValue::I64(2))], 600),
+            point(vec![("w", FieldValue::I64(3))], 20),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| Point { line: i + 1, ..p })
+        .collect::<Vec<_>>();
+        let rows = crate::rows::Rows::from(points.clone());
+        let (mut by_block, mut by_point) = (Vec::new(), Vec::new());
+        let mut rejected = Vec::new();
+        let accepted: Vec<Accepted> = rows
+            .blocks()
             .iter()
-            .map(|p| validate_point_cached(p, &mut cached, &limits, &mut layout))
+            .map(|b| validate_block(b, &mut by_block, &limits, &mut rejected))
             .collect();
-        let want: Vec<Result<(), String>> = points
+        let want: Vec<RejectedPoint> = points
             .iter()
-            .map(|p| validate_point(p, &mut full, &limits))
+            .filter_map(|p| {
+                let reason = validate_point(p, &mut by_point, &limits).err()?;
+                Some(RejectedPoint {
+                    line: p.line,
+                    reason,
+                })
+            })
             .collect();
-        assert_eq!(verdicts, want);
-        assert_eq!(cached, full);
-        let ok: Vec<bool> = verdicts.iter().map(Result::is_ok).collect();
-        assert_eq!(ok, [true, true, false, false, false, true]);
-        assert!(
-            verdicts[2]
-                .as_ref()
-                .expect_err("too old")
-                .contains("older than")
-        );
-        assert!(
-            verdicts[3]
-                .as_ref()
-                .expect_err("conflict")
-                .contains("got string")
+        assert_eq!(rejected, want);
+        assert_eq!(by_block, by_point);
+        let lines: Vec<usize> = rejected.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [3, 4, 5, 7, 9]);
+        assert!(rejected[0].reason.contains("older than"));
+        assert!(rejected[1].reason.contains("got string"));
+        assert_eq!(
+            accepted,
+            [
+                Accepted::Some(vec![true, true, false], 2),
+                Accepted::None,
+                Accepted::None,
+                Accepted::All,
+                Accepted::Some(vec![false, true, false], 1),
+            ]
         );
     }
 

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
-use strata_engine::{Engine, Point, WriteOptions};
+use strata_engine::{Engine, Point, Rows, WriteOptions};
 
 use crate::LineError;
 use crate::format::Format;
@@ -587,30 +587,36 @@ async fn handle(
         }
     };
     let now = s.engine.clock().now_ns();
-    let (points, mut errors): (Vec<Point>, Vec<LineError>) = format.decode(text, precision, now);
-    if points.len() + errors.len() > s.config.max_lines_per_request {
+    let (rows, mut errors): (Rows, Vec<LineError>) = match format {
+        Format::LineProtocol => crate::lp::parse_rows(text, precision, now),
+        _ => {
+            let (points, errors) = format.decode(text, precision, now);
+            (points.into(), errors)
+        }
+    };
+    if rows.len() + errors.len() > s.config.max_lines_per_request {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "request has {} lines, over the limit of {} per request",
-                points.len() + errors.len(),
+                rows.len() + errors.len(),
                 s.config.max_lines_per_request
             ),
         );
     }
     let parse_failed = !errors.is_empty();
     if parse_failed && !accept_partial {
-        count(path, "rejected", errors.len() + points.len());
+        count(path, "rejected", errors.len() + rows.len());
         return partial(
             StatusCode::BAD_REQUEST,
             "parsing failed for write_lp endpoint",
             errors,
         );
     }
-    let outcome = if points.is_empty() {
+    let outcome = if rows.is_empty() {
         None
     } else {
-        match s.engine.write(&db, points, opts).await {
+        match s.engine.write(&db, rows, opts).await {
             Ok(o) => Some(o),
             Err(e) => return engine_error(e, text, path),
         }

@@ -2,9 +2,10 @@
 //! `influxdb-line-protocol` crate in the tests); line numbers and timestamp precision
 //! handled the way InfluxDB 3's write API does.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use strata_engine::{FieldValue, Interner, Point, Tags};
+use strata_engine::{FieldValue, Interner, Point, Rows, Tags};
 
 use crate::LineError;
 
@@ -98,40 +99,52 @@ pub fn split_lines(body: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// Parses a line-protocol body. Valid lines become points; each invalid line becomes a
+/// Parses a line-protocol body into points: [`parse_rows`], one point per row.
+pub fn parse(body: &str, precision: Precision, default_time: i64) -> (Vec<Point>, Vec<LineError>) {
+    let (rows, errors) = parse_rows(body, precision, default_time);
+    (rows.into_points(), errors)
+}
+
+/// Parses a line-protocol body. Valid lines become rows; each invalid line becomes a
 /// [`LineError`] with its 1-based number. Lines without a timestamp get `default_time`.
 ///
-/// A hand-written single pass over the bytes (this is the hottest code of ingestion):
-/// names and tag values are sliced from the body and copied once per request (an
-/// [`Interner`] shares them between points), unescaped only when they
-/// contain a backslash; a series (measurement and tags, as written) seen before in the
-/// request is looked up whole and its tags shared, not parsed again. The grammar is
-/// InfluxDB's: `\` escapes `,` and space in the measurement, `,` `=` and space in tag keys,
-/// tag values and field keys, `"` and `\` in string values; field values are floats,
+/// A hand-written single pass over the bytes (this is the hottest code of ingestion), that
+/// puts each line's values straight into the columns of [`Rows`]: names and tag values are
+/// sliced from the body and copied once per request (an [`Interner`] shares them),
+/// unescaped only when they contain a backslash; a series (measurement and tags, as
+/// written) seen before in the request is looked up whole, not parsed again; field keys
+/// are compared with the keys of the block of rows being filled, not copied. The grammar
+/// is InfluxDB's: `\` escapes `,` and space in the measurement, `,` `=` and space in tag
+/// keys, tag values and field keys, `"` and `\` in string values; field values are floats,
 /// `<n>i`, `<n>u`, booleans (`t`/`true`/`f`/`false` in any of InfluxDB's spellings) or
 /// quoted strings.
-pub fn parse(body: &str, precision: Precision, default_time: i64) -> (Vec<Point>, Vec<LineError>) {
-    let mut points = Vec::with_capacity(body.len() / 128);
+pub fn parse_rows(body: &str, precision: Precision, default_time: i64) -> (Rows, Vec<LineError>) {
+    let mut rows = Rows::new();
     let mut errors = Vec::new();
     let mut seen = Seen::default();
+    let mut fields = Vec::new();
     for (i, raw) in split_lines(body).enumerate() {
         let line_no = i + 1;
         let text = raw.trim();
         if text.is_empty() || text.starts_with('#') {
             continue;
         }
-        match parse_line(text, precision, default_time, &mut seen) {
-            Ok((table, tags, fields, time)) => points.push(Point {
-                table,
-                tags,
-                fields,
-                time,
-                line: line_no,
-            }),
-            Err(msg) => errors.push(LineError::new(line_no, text, msg)),
+        match parse_line(
+            text,
+            precision,
+            default_time,
+            &mut seen,
+            &mut rows,
+            &mut fields,
+        ) {
+            Ok((series, time)) => rows.push_row(series, &mut fields, time, line_no),
+            Err(msg) => {
+                fields.clear();
+                errors.push(LineError::new(line_no, text, msg));
+            }
         }
     }
-    (points, errors)
+    (rows, errors)
 }
 
 /// What the lines of one request have shown so far: names, tag values and series (a
@@ -139,33 +152,36 @@ pub fn parse(body: &str, precision: Precision, default_time: i64) -> (Vec<Point>
 #[derive(Default)]
 struct Seen<'a> {
     names: Interner<'a>,
-    /// Fields of the last valid line: the next line's likely count.
-    fields: usize,
 }
 
-type Parsed = (Arc<str>, Tags, Vec<(Arc<str>, FieldValue)>, i64);
+/// A line's fields: keys as written, unescaped only when they hold a backslash.
+type Fields<'a> = Vec<(Cow<'a, str>, FieldValue)>;
 
-/// One trimmed, non-empty, non-comment line.
+/// One trimmed, non-empty, non-comment line: its series and time; its fields are left in
+/// `fields` (empty on entry).
 fn parse_line<'a>(
     text: &'a str,
     precision: Precision,
     default_time: i64,
     seen: &mut Seen<'a>,
-) -> Result<Parsed, String> {
+    rows: &mut Rows,
+    fields: &mut Fields<'a>,
+) -> Result<(u32, i64), String> {
     let b = text.as_bytes();
-    let (table, tags, mut pos) = series(text, seen)?;
-    // Names before the fields: the measurement, then each tag's key and value.
-    let mut at = 1 + 2 * tags.len();
+    let (series, mut pos) = series(text, seen, rows)?;
     while pos < b.len() && b[pos] == b' ' {
         pos += 1;
     }
-    let mut fields = Vec::with_capacity(seen.fields);
     loop {
         let (key, s) = token(text, &mut pos, b",= ");
         if s != Some(b'=') || key.is_empty() {
             return Err(format!("field `{key}` has no `=value` ({EXPECTED})"));
         }
-        let key = name(&mut seen.names, &mut at, key);
+        let key = if key.contains('\\') {
+            Cow::Owned(unescape(key))
+        } else {
+            Cow::Borrowed(key)
+        };
         let value = field_value(text, &mut pos).map_err(|e| format!("field `{key}`: {e}"))?;
         fields.push((key, value));
         match b.get(pos) {
@@ -181,7 +197,6 @@ fn parse_line<'a>(
             }
         }
     }
-    seen.fields = fields.len();
     while pos < b.len() && b[pos] == b' ' {
         pos += 1;
     }
@@ -196,16 +211,16 @@ fn parse_line<'a>(
             .to_nanos(ts)
             .ok_or_else(|| format!("timestamp {ts} overflows nanoseconds at the given precision"))?
     };
-    Ok((table, tags, fields, time))
+    Ok((series, time))
 }
 
-/// The measurement and tags of a line, and the position after the space that ends them:
-/// the request's earlier parse of the same text when there is one.
-fn series<'a>(text: &'a str, seen: &mut Seen<'a>) -> Result<(Arc<str>, Tags, usize), String> {
+/// The series of a line (its number in `rows`), and the position after the space that
+/// ends it: the request's earlier parse of the same text when there is one.
+fn series<'a>(text: &'a str, seen: &mut Seen<'a>, rows: &mut Rows) -> Result<(u32, usize), String> {
     if let Some(end) = series_end(text.as_bytes())
-        && let Some((table, tags)) = seen.names.series(&text[..end])
+        && let Some(id) = seen.names.series(&text[..end])
     {
-        return Ok((table, tags, end + 1));
+        return Ok((id, end + 1));
     }
     let mut pos = 0;
     let (table, stop) = token(text, &mut pos, b", ");
@@ -238,9 +253,10 @@ fn series<'a>(text: &'a str, seen: &mut Seen<'a>) -> Result<(Arc<str>, Tags, usi
         return Err(format!("the line has no fields ({EXPECTED})"));
     }
     let tags: Tags = tags.into();
+    let id = rows.add_series(table, tags);
     // `pos` is past the unescaped space that ended the series: what `series_end` finds.
-    seen.names.keep_series(&text[..pos - 1], &table, &tags);
-    Ok((table, tags, pos))
+    seen.names.keep_series(&text[..pos - 1], id);
+    Ok((id, pos))
 }
 
 /// Where the series of a line ends: its first unescaped space.
@@ -611,15 +627,32 @@ mod tests {
             ",host=a v=1",
             "cpu v=1 1 2",
         ];
+        /// The line as a point, parsed in the context of a request.
+        fn one<'a>(line: &'a str, seen: &mut Seen<'a>, rows: &mut Rows) -> Result<Point, String> {
+            let mut fields = Vec::new();
+            let (series, time) =
+                super::parse_line(line, Precision::Nanosecond, 0, seen, rows, &mut fields)?;
+            rows.push_row(series, &mut fields, time, 1);
+            rows.clone().into_points().pop().ok_or("no row".into())
+        }
         for line in lines {
-            let mut seen = Seen::default();
-            let ours = super::parse_line(line, Precision::Nanosecond, 0, &mut seen);
+            let (mut seen, mut rows) = (Seen::default(), Rows::new());
+            let ours = one(line, &mut seen, &mut rows);
             // Again, with its series known.
-            let again = super::parse_line(line, Precision::Nanosecond, 0, &mut seen);
+            let again = one(line, &mut seen, &mut rows);
             assert_eq!(ours, again, "{line}");
             let theirs = parse_lines(line).next().expect("one line");
             match (&ours, &theirs) {
-                (Ok((table, tags, fields, time)), Ok(p)) => {
+                (
+                    Ok(Point {
+                        table,
+                        tags,
+                        fields,
+                        time,
+                        ..
+                    }),
+                    Ok(p),
+                ) => {
                     assert_eq!(&**table, p.series.measurement.as_str(), "{line}");
                     let want: Vec<(Arc<str>, Arc<str>)> = p
                         .series
