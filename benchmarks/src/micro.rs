@@ -1,7 +1,7 @@
 //! criterion micro-benchmarks of the hot paths, on TSBS cpu-only rows (1000 hosts, ten
 //! tags, ten integer fields; 10,000 rows a request, as the TSBS load sends them):
 //!
-//! - `line_protocol/parse`: decoding one request body into points;
+//! - `line_protocol/parse`: decoding one request body into rows;
 //! - `engine/write`: the engine's whole write (validate → Arrow → WAL group commit with
 //!   fsync → hot table) of one decoded request;
 //! - `wal/append`: encoding one request's batch as a WAL record, appending and fsyncing it;
@@ -21,7 +21,7 @@ use criterion::{BatchSize, Criterion, Throughput};
 use futures::TryStreamExt;
 use strata_engine::clock::{Clock, SystemClock};
 use strata_engine::wal::{self, SegmentWriter, WalRecord};
-use strata_engine::{Engine, EngineConfig, Point, WriteOptions};
+use strata_engine::{Engine, EngineConfig, Rows, WriteOptions};
 use strata_ingest::lp::{self, Precision};
 use strata_sql::{QueryConfig, QueryEngine};
 
@@ -135,9 +135,9 @@ impl Fixture {
         }
     }
 
-    fn write(&self, points: Vec<Point>) {
+    fn write(&self, rows: Rows) {
         self.rt
-            .block_on(self.engine.write(DB, points, WriteOptions::default()))
+            .block_on(self.engine.write(DB, rows, WriteOptions::default()))
             .expect("write");
     }
 }
@@ -157,10 +157,10 @@ impl Requests {
         body
     }
 
-    fn points(&mut self, steps: u64) -> Vec<Point> {
-        let (points, errors) = lp::parse(&self.body(steps), Precision::Nanosecond, 0);
+    fn rows(&mut self, steps: u64) -> Rows {
+        let (rows, errors) = lp::parse_rows(&self.body(steps), Precision::Nanosecond, 0);
         assert!(errors.is_empty(), "{errors:?}");
-        points
+        rows
     }
 }
 
@@ -169,7 +169,7 @@ fn decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("line_protocol");
     g.throughput(Throughput::Elements(HOSTS as u64 * STEPS));
     g.bench_function("parse", |b| {
-        b.iter(|| lp::parse(&body, Precision::Nanosecond, 0));
+        b.iter(|| lp::parse_rows(&body, Precision::Nanosecond, 0));
     });
     g.finish();
 }
@@ -181,18 +181,14 @@ fn write(c: &mut Criterion) {
     g.throughput(Throughput::Elements(HOSTS as u64 * STEPS));
     g.sample_size(20);
     g.bench_function("write", |b| {
-        b.iter_batched(
-            || rows.points(STEPS),
-            |points| f.write(points),
-            BatchSize::PerIteration,
-        );
+        b.iter_batched(|| rows.rows(STEPS), |r| f.write(r), BatchSize::PerIteration);
     });
     g.finish();
 }
 
 fn wal_append(c: &mut Criterion) {
     let f = Fixture::new();
-    f.write(Requests::new(start_ns()).points(STEPS));
+    f.write(Requests::new(start_ns()).rows(STEPS));
     let snapshot = f.engine.table_snapshot(DB, "cpu").expect("the cpu table");
     let batch = snapshot.hot[0].batches[0].batch.clone();
     assert_eq!(batch.num_rows(), HOSTS * STEPS as usize);
@@ -235,7 +231,7 @@ fn persist(c: &mut Criterion) {
         b.iter_batched(
             || {
                 for _ in 0..PERSIST_STEPS / STEPS {
-                    f.write(rows.points(STEPS));
+                    f.write(rows.rows(STEPS));
                 }
             },
             |()| f.rt.block_on(f.engine.persist(true)).expect("persist"),
@@ -252,7 +248,7 @@ fn scan(c: &mut Criterion) {
     let start = start_ns() / 3_600_000_000_000 * 3_600_000_000_000;
     let mut rows = Requests::new(start);
     for _ in 0..HOUR_STEPS / STEPS {
-        f.write(rows.points(STEPS));
+        f.write(rows.rows(STEPS));
     }
     f.rt.block_on(f.engine.persist(true)).expect("persist");
     let snapshot = f.engine.table_snapshot(DB, "cpu").expect("the cpu table");

@@ -75,6 +75,22 @@ impl FieldValues {
         }
     }
 
+    /// Moves the values of `other`, of this column's type, to the end of these.
+    fn append(&mut self, other: Self) {
+        match (self, other) {
+            (Self::F64(c), Self::F64(mut o)) => c.append(&mut o),
+            (Self::I64(c), Self::I64(mut o)) => c.append(&mut o),
+            (Self::U64(c), Self::U64(mut o)) => c.append(&mut o),
+            (Self::Bool(c), Self::Bool(mut o)) => c.append(&mut o),
+            (Self::Str(c), Self::Str(mut o)) => c.append(&mut o),
+            (c, o) => unreachable!(
+                "{:?} values in a {:?} column",
+                o.field_type(),
+                c.field_type()
+            ),
+        }
+    }
+
     /// The value of row `row`.
     pub fn get(&self, row: usize) -> FieldValue {
         match self {
@@ -84,6 +100,23 @@ impl FieldValues {
             Self::Bool(c) => FieldValue::Bool(c[row]),
             Self::Str(c) => FieldValue::Str(c[row].clone()),
         }
+    }
+}
+
+/// What has a field type: a value, or a column's type.
+trait Typed {
+    fn typed(&self) -> FieldType;
+}
+
+impl Typed for FieldValue {
+    fn typed(&self) -> FieldType {
+        self.field_type()
+    }
+}
+
+impl Typed for FieldType {
+    fn typed(&self) -> FieldType {
+        *self
     }
 }
 
@@ -120,8 +153,21 @@ impl Block {
         self.tags.iter().map(|(k, _)| &**k)
     }
 
+    /// Whether `other` has this block's layout.
+    fn same_layout(&self, other: &Block) -> bool {
+        self.fits(
+            &other.table,
+            &other.tags,
+            &other
+                .fields
+                .iter()
+                .map(|(k, c)| (&**k, c.field_type()))
+                .collect::<Vec<_>>(),
+        )
+    }
+
     /// Whether a row of table `table` with tags `tags` and these fields has this layout.
-    fn fits<K: AsRef<str>>(&self, table: &str, tags: &Tags, fields: &[(K, FieldValue)]) -> bool {
+    fn fits<K: AsRef<str>, V: Typed>(&self, table: &str, tags: &Tags, fields: &[(K, V)]) -> bool {
         same_name(&self.table, table)
             && (Arc::ptr_eq(&self.tags, tags)
                 || (self.tags.len() == tags.len()
@@ -131,9 +177,11 @@ impl Block {
                         .zip(tags.iter())
                         .all(|(a, b)| same_name(&a.0, &b.0))))
             && self.fields.len() == fields.len()
-            && self.fields.iter().zip(fields).all(|((k, c), (name, v))| {
-                c.field_type() == v.field_type() && **k == *name.as_ref()
-            })
+            && self
+                .fields
+                .iter()
+                .zip(fields)
+                .all(|((k, c), (name, v))| c.field_type() == v.typed() && **k == *name.as_ref())
     }
 }
 
@@ -222,6 +270,36 @@ impl Rows {
         b.time.push(time);
         b.lines.push(u32::try_from(line).unwrap_or(u32::MAX));
         self.rows += 1;
+    }
+
+    /// Moves `other`'s rows to the end of these, renumbered to follow them (the `n`-th row
+    /// of the whole is line `n`); returns the rows' numbers in `other`, in order.
+    pub fn append(&mut self, other: Rows) -> Vec<u32> {
+        let offset = u32::try_from(self.series.len()).unwrap_or(u32::MAX);
+        self.series.extend(other.series);
+        let mut was = Vec::with_capacity(other.rows);
+        for mut b in other.blocks {
+            for s in &mut b.series {
+                *s = s.saturating_add(offset);
+            }
+            for line in &mut b.lines {
+                was.push(*line);
+                self.rows += 1;
+                *line = u32::try_from(self.rows).unwrap_or(u32::MAX);
+            }
+            match self.blocks.last_mut() {
+                Some(last) if last.same_layout(&b) => {
+                    for ((_, c), (_, o)) in last.fields.iter_mut().zip(b.fields) {
+                        c.append(o);
+                    }
+                    last.series.append(&mut b.series);
+                    last.time.append(&mut b.time);
+                    last.lines.append(&mut b.lines);
+                }
+                _ => self.blocks.push(b),
+            }
+        }
+        was
     }
 
     /// The rows as points, in order (for decoders' callers that work point by point).
@@ -324,6 +402,30 @@ mod tests {
         let sizes: Vec<usize> = rows.blocks().iter().map(Block::len).collect();
         assert_eq!(sizes, [2, 1, 1, 1, 1, 2]);
         assert_eq!(rows.series.len(), 4, "one series per table and shared tags");
-        assert_eq!(rows.into_points(), points);
+        assert_eq!(rows.clone().into_points(), points);
+
+        // Appended, the rows follow on, numbered on, and the last block continues.
+        let mut both = rows.clone();
+        let was = both.append(rows);
+        assert_eq!(was, (1..=8).collect::<Vec<u32>>());
+        let sizes: Vec<usize> = both.blocks().iter().map(Block::len).collect();
+        assert_eq!(sizes, [2, 1, 1, 1, 1, 2, 2, 1, 1, 1, 1, 2]);
+        let more = both.append(Rows::from(vec![points[7].clone()]));
+        assert_eq!(more, [8]);
+        assert_eq!(
+            both.blocks().last().map(Block::len),
+            Some(3),
+            "one layout, one block"
+        );
+        let again = both.into_points();
+        assert_eq!(again.len(), 17);
+        for (i, p) in again.iter().enumerate() {
+            let want = &points[if i == 16 { 7 } else { i % 8 }];
+            assert_eq!(p.line, i + 1);
+            assert_eq!(
+                (&p.table, &p.tags, &p.fields, p.time),
+                (&want.table, &want.tags, &want.fields, want.time)
+            );
+        }
     }
 }

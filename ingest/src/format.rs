@@ -1,7 +1,7 @@
 //! The payload formats every transport shares (HTTP bodies, Kafka messages): one decoder
 //! per format, chosen by name.
 
-use strata_engine::Point;
+use strata_engine::Rows;
 
 use crate::LineError;
 use crate::lp::{self, Precision};
@@ -75,7 +75,7 @@ impl Format {
         default_time: i64,
         max_bytes: usize,
         max_points: usize,
-    ) -> Result<(Vec<Point>, Vec<LineError>), PayloadError> {
+    ) -> Result<(Rows, Vec<LineError>), PayloadError> {
         let text =
             || std::str::from_utf8(payload).map_err(|e| PayloadError::NotUtf8(e.valid_up_to()));
         match self {
@@ -90,7 +90,7 @@ impl Format {
                     .into_iter()
                     .map(|e| LineError::new(e.series, "", e.message))
                     .collect();
-                Ok((d.points, errors))
+                Ok((d.points.into(), errors))
             }
             Self::OtlpProto | Self::OtlpJson => {
                 let encoding = if self == Self::OtlpProto {
@@ -105,7 +105,7 @@ impl Format {
                     .into_iter()
                     .map(|(metric, msg, _)| LineError::new(metric, "", msg))
                     .collect();
-                Ok((d.points, errors))
+                Ok((d.points.into(), errors))
             }
         }
     }
@@ -118,10 +118,13 @@ impl Format {
         text: &str,
         precision: Precision,
         default_time: i64,
-    ) -> (Vec<Point>, Vec<LineError>) {
+    ) -> (Rows, Vec<LineError>) {
         match self {
-            Self::LineProtocol => lp::parse(text, precision, default_time),
-            Self::SeedJson => crate::json::parse(text),
+            Self::LineProtocol => lp::parse_rows(text, precision, default_time),
+            Self::SeedJson => {
+                let (points, errors) = crate::json::parse(text);
+                (points.into(), errors)
+            }
             Self::PrometheusText => {
                 let e = crate::exposition::parse(
                     text,
@@ -129,10 +132,10 @@ impl Format {
                     default_time,
                     true,
                 );
-                (e.points, e.errors)
+                (e.points.into(), e.errors)
             }
             Self::RemoteWrite | Self::OtlpProto | Self::OtlpJson => (
-                Vec::new(),
+                Rows::new(),
                 vec![LineError::new(
                     1,
                     "",

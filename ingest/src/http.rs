@@ -587,13 +587,7 @@ async fn handle(
         }
     };
     let now = s.engine.clock().now_ns();
-    let (rows, mut errors): (Rows, Vec<LineError>) = match format {
-        Format::LineProtocol => crate::lp::parse_rows(text, precision, now),
-        _ => {
-            let (points, errors) = format.decode(text, precision, now);
-            (points.into(), errors)
-        }
-    };
+    let (rows, mut errors): (Rows, Vec<LineError>) = format.decode(text, precision, now);
     if rows.len() + errors.len() > s.config.max_lines_per_request {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -15,7 +15,7 @@ use rdkafka::error::{KafkaError as RdError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use strata_engine::{Engine, Error as EngineError, Point, WriteOptions};
+use strata_engine::{Engine, Error as EngineError, Rows, WriteOptions};
 
 use super::status::{Destination, KafkaStatus};
 use super::{KafkaConfig, TopicConfig};
@@ -77,15 +77,15 @@ struct Consumed {
 #[derive(Debug)]
 struct Decoded {
     consumed: Consumed,
-    points: Vec<Point>,
+    points: Rows,
     bytes: usize,
 }
 
 #[derive(Debug, Default)]
 struct DbPoints {
-    points: Vec<Point>,
-    /// For point `i`: (index in `Batch::messages`, line or element number in it).
-    owners: Vec<(usize, usize)>,
+    points: Rows,
+    /// For row `i`: (index in `Batch::messages`, line or element number in it).
+    owners: Vec<(usize, u32)>,
 }
 
 /// What was consumed and not yet written.
@@ -251,7 +251,7 @@ impl Context {
             .to_millis()
             .and_then(|ms| ms.checked_mul(1_000_000))
             .unwrap_or_else(|| self.engine.clock().now_ns());
-        let mut points = Vec::new();
+        let mut points = Rows::new();
         if payload.is_empty() {
             consumed.bad = Some(Bad::Empty);
             consumed.errors.push("the message has no payload".into());
@@ -342,12 +342,11 @@ impl Context {
             .and_modify(|(_, last)| *last = consumed.offset)
             .or_insert((consumed.offset, consumed.offset));
         let db = b.dbs.entry(tc.database.clone()).or_default();
-        for mut p in points {
-            db.owners.push((index, p.line));
-            // Engine rejections name this number, which leads back to the message.
-            p.line = db.points.len() + 1;
-            db.points.push(p);
-        }
+        // Rows are numbered on through the batch: engine rejections name this number,
+        // which leads back to the message.
+        let lines = db.points.append(points);
+        db.owners
+            .extend(lines.into_iter().map(|line| (index, line)));
         b.messages.push(consumed);
     }
 
