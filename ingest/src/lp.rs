@@ -75,28 +75,43 @@ const EXPECTED: &str =
 /// field may hold a newline), as InfluxDB splits them. Line numbers count these lines.
 pub fn split_lines(body: &str) -> impl Iterator<Item = &str> {
     let bytes = body.as_bytes();
-    let (mut start, mut pos, mut quoted, mut done) = (0, 0, false, false);
+    let (mut start, mut done) = (0, false);
     std::iter::from_fn(move || {
         if done {
             return None;
         }
-        while pos < bytes.len() {
-            match bytes[pos] {
-                b'\\' => pos += 1,
-                b'"' => quoted = !quoted,
-                b'\n' if !quoted => {
-                    let line = &body[start..pos];
-                    pos += 1;
-                    start = pos;
-                    return Some(line);
-                }
-                _ => {}
-            }
-            pos += 1;
+        let end = line_end(bytes, start);
+        // `end` is at a newline or the end: a character boundary.
+        let line = &body[start..end];
+        if end == bytes.len() {
+            done = true;
+        } else {
+            start = end + 1;
         }
-        done = true;
-        Some(&body[start.min(bytes.len())..])
+        Some(line)
     })
+}
+
+/// Where the line that starts at `start` ends: at its first newline outside a quoted
+/// string value and not escaped, or at the end of the body. A line with no quote and no
+/// backslash (nearly every line) ends at its first newline, found a word at a time.
+fn line_end(b: &[u8], start: usize) -> usize {
+    let rest = &b[start..];
+    let n = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+    if memchr::memchr2(b'"', b'\\', &rest[..n]).is_none() {
+        return start + n;
+    }
+    let (mut pos, mut quoted) = (start, false);
+    while pos < b.len() {
+        match b[pos] {
+            b'\\' => pos += 1,
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => return pos,
+            _ => {}
+        }
+        pos += 1;
+    }
+    b.len()
 }
 
 /// Parses a line-protocol body into points: [`parse_rows`], one point per row.
@@ -263,11 +278,12 @@ fn series<'a>(text: &'a str, seen: &mut Seen<'a>, rows: &mut Rows) -> Result<(u3
 fn series_end(b: &[u8]) -> Option<usize> {
     let mut i = 0;
     while i < b.len() {
-        match b[i] {
-            b'\\' if i + 1 < b.len() => i += 2,
-            b' ' => return Some(i),
-            _ => i += 1,
+        let at = i + memchr::memchr2(b' ', b'\\', &b[i..])?;
+        if b[at] == b' ' {
+            return Some(at);
         }
+        // A backslash: the byte after it is escaped.
+        i = at + 2;
     }
     None
 }
@@ -683,10 +699,22 @@ mod tests {
                 _ => panic!("{line}: ours {ours:?}, InfluxData's {theirs:?}"),
             }
         }
-        let body = "a v=1\nb s=\"two\nlines\" 2\r\n\nc v=3";
-        let ours: Vec<&str> = super::split_lines(body).collect();
-        let theirs: Vec<&str> = influxdb_line_protocol::split_lines(body).collect();
-        assert_eq!(ours, theirs);
+        let bodies = [
+            "a v=1\nb s=\"two\nlines\" 2\r\n\nc v=3",
+            "",
+            "a v=1\n",
+            "a v=1\n\n",
+            "a\\\nb v=1\nc v=2",
+            "a s=\"x\\\"\ny\" 1\nb v=2",
+            "a,t=x\\ y v=1\nb v=2\\",
+            "a s=\"open\nb v=1\nc v=2",
+            "\n\na v=1",
+        ];
+        for body in bodies {
+            let ours: Vec<&str> = super::split_lines(body).collect();
+            let theirs: Vec<&str> = influxdb_line_protocol::split_lines(body).collect();
+            assert_eq!(ours, theirs, "{body:?}");
+        }
     }
 
     #[test]
