@@ -25,7 +25,45 @@ use crate::config::{Cli, Command, ServeArgs, Settings};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long mimalloc keeps memory that was freed and not reused before it returns it to
+/// the OS, in milliseconds (mimalloc's `purge_delay`; its default is 1000).
+///
+/// A write request frees megabytes (its body, its rows, its batch) that the next requests
+/// need again, and memory returned to the OS is faulted in again, zeroed by the kernel.
+/// In TSBS loads (1000 hosts × 24 h), the server had:
+/// - with the default, 2.55 and 2.81 million page faults and 18.2 and 8.8 s of system time;
+/// - with 10 s, 1.00 million and 4.6 s;
+/// - never purging, 0.43 million and 3.5 s, and 6% more peak memory.
+///
+/// Memory left unused for 10 s still goes back.
+const PURGE_DELAY: &str = "10000";
+
+/// mimalloc reads its options from the environment when the process starts, before `main`,
+/// and the workspace forbids the `unsafe` of `mi_option_set`. So when
+/// `MIMALLOC_PURGE_DELAY` is not set, the process runs itself again, with the same
+/// arguments and pid, with it set. If that fails, it goes on with mimalloc's default.
+fn set_allocator_options() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let mut again = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        again.arg0(arg0);
+    }
+    let e = again
+        .args(args)
+        .env("MIMALLOC_PURGE_DELAY", PURGE_DELAY)
+        .exec();
+    eprintln!("strata: could not restart with the allocator's options ({e}); going on without");
+}
+
 fn main() -> ExitCode {
+    set_allocator_options();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

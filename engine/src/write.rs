@@ -41,10 +41,10 @@ impl FieldValue {
 /// One point: a row of one table. `line` is the 1-based line (or element) number in the
 /// request, used in error messages.
 ///
-/// Names and tag values are shared strings: a parser hands the same `Arc` to every point
+/// Names and tag values are shared strings: a decoder hands the same `Arc` to every point
 /// of a request that repeats a name (see [`Interner`]), and the same [`Tags`] to every
-/// point of a request's series, so a point of a known series costs one allocation (its
-/// field list) and checks of a repeated layout compare pointers.
+/// point of a request's series, which then share one series of [`crate::Rows`], the form
+/// the engine writes (the line-protocol parser fills rows directly, with no points).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     pub table: Arc<str>,

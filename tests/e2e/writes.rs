@@ -339,3 +339,34 @@ async fn other_endpoints_formats_and_limits() {
     assert!(metrics.contains("strata_points_written_total"), "{metrics}");
     assert!(metrics.contains("strata_wal_fsyncs_total"), "{metrics}");
 }
+
+/// The server runs with mimalloc's purge delay in its environment (it restarts itself
+/// with it, in the same process, with the same arguments) and serves as usual.
+#[tokio::test]
+async fn the_server_keeps_freed_memory_for_the_allocators_purge_delay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(&dir.path().join("data"), &[]).await;
+    let want = std::env::var("MIMALLOC_PURGE_DELAY").unwrap_or_else(|_| "10000".into());
+    let environ = std::fs::read(format!("/proc/{}/environ", s.pid())).expect("environ");
+    let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    let set = format!("MIMALLOC_PURGE_DELAY={want}");
+    assert!(
+        vars.contains(&set.as_bytes()),
+        "{set} is not in the server's environment"
+    );
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", s.pid())).expect("cmdline");
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    assert_eq!(
+        args.get(1).copied(),
+        Some(&b"serve"[..]),
+        "the same arguments"
+    );
+    let r = s
+        .client
+        .post(s.url("/api/v3/write_lp?db=m"))
+        .body(format!("cpu,host=a v=1i {}", now_ns()))
+        .send()
+        .await
+        .expect("write");
+    assert_eq!(r.status(), 204);
+}

@@ -82,8 +82,8 @@ struct Decoded {
 }
 
 #[derive(Debug, Default)]
-struct DbPoints {
-    points: Rows,
+struct DbRows {
+    rows: Rows,
     /// For row `i`: (index in `Batch::messages`, line or element number in it).
     owners: Vec<(usize, u32)>,
 }
@@ -91,7 +91,7 @@ struct DbPoints {
 /// What was consumed and not yet written.
 #[derive(Debug, Default)]
 struct Batch {
-    dbs: BTreeMap<String, DbPoints>,
+    dbs: BTreeMap<String, DbRows>,
     messages: Vec<Consumed>,
     /// Per partition: (first, last) offset in this batch.
     offsets: BTreeMap<(String, i32), (i64, i64)>,
@@ -344,7 +344,7 @@ impl Context {
         let db = b.dbs.entry(tc.database.clone()).or_default();
         // Rows are numbered on through the batch: engine rejections name this number,
         // which leads back to the message.
-        let lines = db.points.append(points);
+        let lines = db.rows.append(points);
         db.owners
             .extend(lines.into_iter().map(|line| (index, line)));
         b.messages.push(consumed);
@@ -369,11 +369,11 @@ impl Context {
         let started = Instant::now();
         let mut accepted: HashMap<String, usize> = HashMap::new();
         for (db, part) in dbs {
-            if part.points.is_empty() {
+            if part.rows.is_empty() {
                 continue;
             }
-            let DbPoints { points, owners } = part;
-            let write = self.engine.write(&db, points, WriteOptions::default());
+            let DbRows { rows, owners } = part;
+            let write = self.engine.write(&db, rows, WriteOptions::default());
             match self.runtime.block_on(write) {
                 Ok(outcome) => {
                     for r in outcome.rejected {
