@@ -738,9 +738,7 @@ impl Engine {
         let mut series_keys = vec![None; rows.series.len()];
         for (name, blocks) in &valid {
             let cols = scratch.get(*name).map(Vec::as_slice).unwrap_or_default();
-            let parts: Vec<(&Block, &write::Accepted)> =
-                blocks.iter().map(|(b, a)| (*b, a)).collect();
-            let batch = write::build_rows_batch(&rows.series, &parts, cols, &mut series_keys)
+            let batch = write::build_rows_batch(&rows.series, blocks, cols, &mut series_keys)
                 .map_err(|e| Error::Wal(format!("building the batch for `{name}`: {e}")))?;
             tables.push(((*name).to_string(), batch));
         }

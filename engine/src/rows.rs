@@ -103,23 +103,6 @@ impl FieldValues {
     }
 }
 
-/// What has a field type: a value, or a column's type.
-trait Typed {
-    fn typed(&self) -> FieldType;
-}
-
-impl Typed for FieldValue {
-    fn typed(&self) -> FieldType {
-        self.field_type()
-    }
-}
-
-impl Typed for FieldType {
-    fn typed(&self) -> FieldType {
-        *self
-    }
-}
-
 /// Consecutive rows of one table with one layout.
 #[derive(Debug, Clone)]
 pub struct Block {
@@ -155,19 +138,18 @@ impl Block {
 
     /// Whether `other` has this block's layout.
     fn same_layout(&self, other: &Block) -> bool {
-        self.fits(
-            &other.table,
-            &other.tags,
-            &other
-                .fields
-                .iter()
-                .map(|(k, c)| (&**k, c.field_type()))
-                .collect::<Vec<_>>(),
-        )
+        let fields = other.fields.iter().map(|(k, c)| (&**k, c.field_type()));
+        self.fits(&other.table, &other.tags, fields)
     }
 
-    /// Whether a row of table `table` with tags `tags` and these fields has this layout.
-    fn fits<K: AsRef<str>, V: Typed>(&self, table: &str, tags: &Tags, fields: &[(K, V)]) -> bool {
+    /// Whether a row of table `table` with tags `tags` and these fields (name and type)
+    /// has this layout.
+    fn fits<'f>(
+        &self,
+        table: &str,
+        tags: &Tags,
+        fields: impl ExactSizeIterator<Item = (&'f str, FieldType)>,
+    ) -> bool {
         same_name(&self.table, table)
             && (Arc::ptr_eq(&self.tags, tags)
                 || (self.tags.len() == tags.len()
@@ -181,7 +163,7 @@ impl Block {
                 .fields
                 .iter()
                 .zip(fields)
-                .all(|((k, c), (name, v))| c.field_type() == v.typed() && **k == *name.as_ref())
+                .all(|((k, c), (name, t))| c.field_type() == t && **k == *name)
     }
 }
 
@@ -231,10 +213,10 @@ impl Rows {
         line: usize,
     ) {
         let (table, tags) = &self.series[series as usize];
-        let fits = self
-            .blocks
-            .last()
-            .is_some_and(|b| b.fits(table, tags, fields));
+        let fits = self.blocks.last().is_some_and(|b| {
+            let layout = fields.iter().map(|(k, v)| (k.as_ref(), v.field_type()));
+            b.fits(table, tags, layout)
+        });
         if !fits {
             let names = &mut self.names;
             let block = Block {

@@ -477,18 +477,17 @@ impl ColBuilder<'_> {
     /// Appends a block's values of one field, those whose flag in `mask` is set (all
     /// without a mask). The type was validated against the schema before.
     fn extend_field(&mut self, values: &FieldValues, mask: Option<&[bool]>) {
-        let keep = |row: usize| mask.is_none_or(|m| m[row]);
         match (self, values) {
             (Self::F64(b), FieldValues::F64(v)) => extend(b, v, mask),
             (Self::I64(b), FieldValues::I64(v)) => extend(b, v, mask),
             (Self::U64(b), FieldValues::U64(v)) => extend(b, v, mask),
             (Self::Bool(b), FieldValues::Bool(v)) => {
-                for (_, x) in v.iter().enumerate().filter(|(r, _)| keep(*r)) {
+                for x in kept(v, mask) {
                     b.append_value(*x);
                 }
             }
             (Self::Str(b), FieldValues::Str(v)) => {
-                for (_, x) in v.iter().enumerate().filter(|(r, _)| keep(*r)) {
+                for x in kept(v, mask) {
                     b.append_value(x);
                 }
             }
@@ -520,7 +519,7 @@ impl ColBuilder<'_> {
 /// belongs to one table, so the tables of a request can share it).
 pub(crate) fn build_rows_batch<'a>(
     series: &'a [(Arc<str>, Tags)],
-    parts: &[(&'a Block, &Accepted)],
+    parts: &[(&'a Block, Accepted)],
     table_columns: &[ColumnDef],
     series_keys: &mut [Option<Box<[Option<i32>]>>],
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
@@ -618,12 +617,21 @@ fn extend<T: ArrowPrimitiveType>(
 ) {
     match mask {
         None => b.append_slice(values),
-        Some(m) => {
-            for (v, _) in values.iter().zip(m).filter(|(_, keep)| **keep) {
+        Some(_) => {
+            for v in kept(values, mask) {
                 b.append_value(*v);
             }
         }
     }
+}
+
+/// The values whose flag in `mask` is set (all without a mask).
+fn kept<'v, T>(values: &'v [T], mask: Option<&'v [bool]>) -> impl Iterator<Item = &'v T> {
+    values
+        .iter()
+        .enumerate()
+        .filter(move |(row, _)| mask.is_none_or(|m| m[*row]))
+        .map(|(_, v)| v)
 }
 
 /// [`build_rows_batch`] of points of one table, all accepted.
@@ -633,7 +641,7 @@ pub(crate) fn build_batch(
     table_columns: &[ColumnDef],
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
     let rows = crate::rows::Rows::from(points.iter().map(|p| (*p).clone()).collect::<Vec<_>>());
-    let parts: Vec<(&Block, &Accepted)> = rows.blocks.iter().map(|b| (b, &Accepted::All)).collect();
+    let parts: Vec<(&Block, Accepted)> = rows.blocks.iter().map(|b| (b, Accepted::All)).collect();
     let mut keys = vec![None; rows.series.len()];
     build_rows_batch(&rows.series, &parts, table_columns, &mut keys)
 }
