@@ -12,8 +12,9 @@
 //! `k + 1` widths back), growing ×4 until the window holds `k` complete buckets; the
 //! table prunes every file and hot chunk outside the window. A windowed answer is used
 //! only when it has `k` rows and its oldest bucket starts at or after the window's start,
-//! i.e. no bucket in it lost rows to the window; otherwise (windows reaching past the
-//! oldest data) the query runs as written. Buckets must be `date_trunc`/`date_bin` of
+//! i.e. no bucket in it lost rows to the window. A window reaching the query's own lower
+//! time bound is the whole query: its answer is used as it is, however few rows it has.
+//! Otherwise (windows reaching past the oldest data) the query runs as written. Buckets must be `date_trunc`/`date_bin` of
 //! `time` (never later than `time`), the only grouping key, and the first sort key,
 //! descending.
 
@@ -60,6 +61,8 @@ pub struct Shape {
     aligned: bool,
     /// Newest data and the query's own upper time bound, whichever is lower.
     anchor: i64,
+    /// The query's own lower time bound (inclusive; `i64::MIN` when it has none).
+    lower: i64,
     oldest: i64,
 }
 
@@ -170,6 +173,7 @@ pub fn shape(plan: &LogicalPlan) -> Option<Shape> {
         width,
         aligned,
         anchor: range.hi.min(newest).saturating_add(1),
+        lower: range.lo,
         oldest,
     })
 }
@@ -238,7 +242,7 @@ pub async fn run(
     // Otherwise its oldest bucket is cut, so it spans one more.
     let mut buckets = shape.k as i64 + i64::from(!shape.aligned);
     loop {
-        let start = if shape.aligned {
+        let mut start = if shape.aligned {
             let newest = shape.anchor.saturating_sub(1).div_euclid(shape.width) * shape.width;
             newest.saturating_sub(shape.width.saturating_mul(buckets - 1))
         } else {
@@ -246,7 +250,11 @@ pub async fn run(
                 .anchor
                 .saturating_sub(shape.width.saturating_mul(buckets))
         };
-        if start <= shape.oldest {
+        // Reaching the query's own bound, the window holds every row the query can see.
+        let whole = start <= shape.lower;
+        if whole {
+            start = shape.lower;
+        } else if start <= shape.oldest {
             return Ok(None);
         }
         let windowed = with_window(plan, start)?;
@@ -254,7 +262,8 @@ pub async fn run(
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        if rows >= shape.k && oldest_bucket(&batches, &shape.bucket_column)? >= Some(start) {
+        if whole || rows >= shape.k && oldest_bucket(&batches, &shape.bucket_column)? >= Some(start)
+        {
             return Ok(Some((schema, batches)));
         }
         buckets = buckets.saturating_mul(4);

@@ -112,6 +112,19 @@ async fn newest_buckets_from_a_window_equal_the_full_answer() {
             1,
             true,
         ),
+        // A lower bound leaving fewer than k buckets: the window stops at the query's own
+        // bound, and its answer is the query's (not grown until it reaches the oldest data).
+        (
+            format!(
+                "SELECT date_trunc('minute', time) AS minute, max(usage) AS m FROM cpu \
+                 WHERE time >= TIMESTAMP '{}' AND time < TIMESTAMP '{}' \
+                 GROUP BY 1 ORDER BY 1 DESC",
+                ts(t0 + 2 * hour + 10 * 60 * s + 30 * s),
+                ts(t0 + 2 * hour + 12 * 60 * s + 43 * s)
+            ),
+            5,
+            true,
+        ),
         // More buckets than exist: no window is enough, the query runs as written.
         (
             "SELECT date_trunc('hour', time) AS h, min(usage) AS m FROM cpu GROUP BY 1 ORDER BY 1 DESC"
