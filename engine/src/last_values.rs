@@ -16,11 +16,13 @@
 //! would change an entry, and a hash collision turns the table's cache off for good
 //! ([`CacheState::Off`]) rather than risk a wrong answer.
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use arrow::array::{
-    Array, ArrayRef, DictionaryArray, StringArray, TimestampNanosecondArray, new_null_array,
+    Array, ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int32Array, Int64Array,
+    StringArray, TimestampNanosecondArray, UInt64Array, new_null_array,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int32Type, SchemaRef};
@@ -55,7 +57,7 @@ impl CacheState {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    /// Non-null tags, sorted by name.
+    /// Non-null tags, sorted by name. Names are the cache's ([`LastValues::names`]).
     tags: Vec<(Arc<str>, Arc<str>)>,
     time: i64,
     /// Non-null fields at `time`.
@@ -89,6 +91,22 @@ impl Entry {
             .collect()
     }
 
+    /// Orders series by their tags, as their sorted `(name, value)` lists compare.
+    fn cmp_tags(&self, other: &Self) -> Ordering {
+        for ((ka, va), (kb, vb)) in self.tags.iter().zip(&other.tags) {
+            let names = if Arc::ptr_eq(ka, kb) {
+                Ordering::Equal
+            } else {
+                ka.cmp(kb)
+            };
+            let o = names.then_with(|| va.cmp(vb));
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        self.tags.len().cmp(&other.tags.len())
+    }
+
     /// Later non-null fields win; the others stay.
     fn overlay(&mut self, newer: Vec<(Arc<str>, ScalarValue)>) {
         for (k, v) in newer {
@@ -111,6 +129,9 @@ pub struct LastValues {
     /// Queries answered from it.
     pub hits: AtomicU64,
     bytes: usize,
+    /// Every column name the entries use, one allocation each: entries share them, and
+    /// building a batch finds a value's column by the name's address.
+    names: Vec<Arc<str>>,
 }
 
 impl LastValues {
@@ -122,6 +143,7 @@ impl LastValues {
             ready_at: None,
             hits: AtomicU64::new(0),
             bytes: 0,
+            names: Vec::new(),
         }
     }
 
@@ -165,7 +187,7 @@ impl LastValues {
             let n = newest.entry(*h).or_insert(i64::MIN);
             *n = (*n).max(*t);
         }
-        let view = RowView::new(batch);
+        let view = RowView::new(batch, &mut self.names);
         for (row, (h, t)) in hashes.iter().zip(times.values()).enumerate() {
             if newest.get(h) != Some(t) {
                 continue;
@@ -196,7 +218,7 @@ impl LastValues {
                 continue;
             };
             let hashes = series_hashes(&batch);
-            let view = RowView::new(&batch);
+            let view = RowView::new(&batch, &mut self.names);
             for (row, (h, t)) in hashes.iter().zip(times.values()).enumerate() {
                 if let Err(why) = self.upsert(*h, *t, &view, row, Precedence::Cache) {
                     self.turn_off(why);
@@ -259,8 +281,8 @@ impl LastValues {
 
     /// The cached rows in `schema` (the table's schema of `columns`), series ordered by
     /// tags. Rows older than `min_time` are left out. With `per_group`, one row per
-    /// group of series with equal values of those tags: the newest (of equally new
-    /// ones, the series first in tag order).
+    /// group of series with equal values of those tags, in no particular order: the
+    /// newest (of equally new ones, the series first in tag order).
     pub fn to_batch(
         &self,
         schema: &SchemaRef,
@@ -277,27 +299,28 @@ impl LastValues {
             let mut newest: HashMap<Vec<Option<&str>>, &Entry> = HashMap::new();
             for e in rows {
                 let slot = newest.entry(e.group_key(keys)).or_insert(e);
-                if e.time > slot.time || (e.time == slot.time && e.tags < slot.tags) {
+                if e.time > slot.time || (e.time == slot.time && e.cmp_tags(slot) == Ordering::Less)
+                {
                     *slot = e;
                 }
             }
             rows = newest.into_values().collect();
+        } else {
+            rows.sort_unstable_by(|a, b| a.cmp_tags(b));
         }
-        rows.sort_unstable_by(|a, b| a.tags.cmp(&b.tags));
 
-        // One pass over each row's tags and fields, by column position (a row holds only
-        // its non-null values, in no fixed order).
+        // Each name of the cache to its column in `schema`, by the name's address (a row
+        // holds only its non-null values, in no fixed order).
         enum Col<'e> {
             Time,
             Tag(Vec<Option<&'e str>>),
             Field(Vec<Option<&'e ScalarValue>>),
             Missing,
         }
-        let position: HashMap<&str, usize> = schema
-            .fields()
+        let at: HashMap<*const u8, usize> = self
+            .names
             .iter()
-            .enumerate()
-            .map(|(i, f)| (f.name().as_str(), i))
+            .filter_map(|n| Some((n.as_ptr(), schema.index_of(n).ok()?)))
             .collect();
         let mut cols: Vec<Col> = schema
             .fields()
@@ -316,12 +339,12 @@ impl LastValues {
             .collect();
         for (r, e) in rows.iter().enumerate() {
             for (k, v) in &e.tags {
-                if let Some(Col::Tag(values)) = position.get(&**k).map(|&i| &mut cols[i]) {
+                if let Some(Col::Tag(values)) = at.get(&k.as_ptr()).map(|&i| &mut cols[i]) {
                     values[r] = Some(&**v);
                 }
             }
             for (k, v) in &e.fields {
-                if let Some(Col::Field(values)) = position.get(&**k).map(|&i| &mut cols[i]) {
+                if let Some(Col::Field(values)) = at.get(&k.as_ptr()).map(|&i| &mut cols[i]) {
                     values[r] = Some(v);
                 }
             }
@@ -332,26 +355,89 @@ impl LastValues {
                 Col::Time => Arc::new(TimestampNanosecondArray::from_iter_values(
                     rows.iter().map(|e| e.time),
                 )),
-                Col::Tag(values) => cast(&StringArray::from(values), f.data_type())?,
-                Col::Field(values) => {
-                    let null = ScalarValue::try_from(f.data_type())
-                        .map_err(|e| ArrowError::ComputeError(e.to_string()))?;
-                    let values = values
-                        .into_iter()
-                        .map(|v| v.map_or_else(|| null.clone(), Clone::clone));
-                    let array = ScalarValue::iter_to_array(values)
-                        .map_err(|e| ArrowError::ComputeError(e.to_string()))?;
-                    if array.data_type() == f.data_type() {
-                        array
-                    } else {
-                        cast(&array, f.data_type())?
-                    }
-                }
+                Col::Tag(values) => tag_array(values, f.data_type())?,
+                Col::Field(values) => match typed_array(&values, f.data_type()) {
+                    Some(array) => array,
+                    None => scalar_array(values, f.data_type())?,
+                },
                 Col::Missing => new_null_array(f.data_type(), rows.len()),
             };
             out.push(col);
         }
         RecordBatch::try_new(Arc::clone(schema), out)
+    }
+}
+
+/// A tag column of `dt` from its values: as the table's tags are, a dictionary (of
+/// `Int32` keys, each row its own entry: no hashing for a column of mostly distinct
+/// values), else cast.
+fn tag_array(values: Vec<Option<&str>>, dt: &DataType) -> Result<ArrayRef, ArrowError> {
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    if *dt != dictionary {
+        return cast(&StringArray::from(values), dt);
+    }
+    let mut keys = Vec::with_capacity(values.len());
+    let mut strings = Vec::with_capacity(values.len());
+    for v in values {
+        keys.push(v.map(|v| {
+            strings.push(v);
+            i32::try_from(strings.len() - 1).unwrap_or(i32::MAX)
+        }));
+    }
+    let array = DictionaryArray::<Int32Type>::try_new(
+        Int32Array::from(keys),
+        Arc::new(StringArray::from(strings)),
+    )?;
+    Ok(Arc::new(array))
+}
+
+/// A field column of one of the engine's field types, built directly from values all of
+/// that type; `None` otherwise (a value of another type).
+fn typed_array(values: &[Option<&ScalarValue>], dt: &DataType) -> Option<ArrayRef> {
+    fn each<'v, T>(
+        values: &[Option<&'v ScalarValue>],
+        get: impl Fn(&'v ScalarValue) -> Option<Option<T>>,
+    ) -> Option<Vec<Option<T>>> {
+        values.iter().map(|v| v.map_or(Some(None), &get)).collect()
+    }
+    let array: ArrayRef = match dt {
+        DataType::Float64 => Arc::new(Float64Array::from(each(values, |v| match v {
+            ScalarValue::Float64(x) => Some(*x),
+            _ => None,
+        })?)),
+        DataType::Int64 => Arc::new(Int64Array::from(each(values, |v| match v {
+            ScalarValue::Int64(x) => Some(*x),
+            _ => None,
+        })?)),
+        DataType::UInt64 => Arc::new(UInt64Array::from(each(values, |v| match v {
+            ScalarValue::UInt64(x) => Some(*x),
+            _ => None,
+        })?)),
+        DataType::Boolean => Arc::new(BooleanArray::from(each(values, |v| match v {
+            ScalarValue::Boolean(x) => Some(*x),
+            _ => None,
+        })?)),
+        DataType::Utf8 => Arc::new(StringArray::from(each(values, |v| match v {
+            ScalarValue::Utf8(x) => Some(x.as_deref()),
+            _ => None,
+        })?)),
+        _ => return None,
+    };
+    Some(array)
+}
+
+/// A field column of `dt` from values of any type, cast where they differ.
+fn scalar_array(values: Vec<Option<&ScalarValue>>, dt: &DataType) -> Result<ArrayRef, ArrowError> {
+    let null = ScalarValue::try_from(dt).map_err(|e| ArrowError::ComputeError(e.to_string()))?;
+    let values = values
+        .into_iter()
+        .map(|v| v.map_or_else(|| null.clone(), Clone::clone));
+    let array =
+        ScalarValue::iter_to_array(values).map_err(|e| ArrowError::ComputeError(e.to_string()))?;
+    if array.data_type() == dt {
+        Ok(array)
+    } else {
+        cast(&array, dt)
     }
 }
 
@@ -399,14 +485,22 @@ struct RowView<'a> {
 }
 
 impl<'a> RowView<'a> {
-    fn new(batch: &'a RecordBatch) -> Self {
+    /// The view of `batch`, its column names taken from `names` (added when new).
+    fn new(batch: &'a RecordBatch, names: &mut Vec<Arc<str>>) -> Self {
         let mut tags = Vec::new();
         let mut fields = Vec::new();
         for (f, col) in batch.schema_ref().fields().iter().zip(batch.columns()) {
             if f.name() == TIME_COLUMN {
                 continue;
             }
-            let name: Arc<str> = Arc::from(f.name().as_str());
+            let name = match names.iter().find(|n| ***n == **f.name()) {
+                Some(n) => Arc::clone(n),
+                None => {
+                    let n: Arc<str> = Arc::from(f.name().as_str());
+                    names.push(Arc::clone(&n));
+                    n
+                }
+            };
             match col
                 .as_any()
                 .downcast_ref::<DictionaryArray<Int32Type>>()
