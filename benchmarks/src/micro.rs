@@ -8,7 +8,10 @@
 //! - `persist/chunk`: persisting 100,000 hot rows (sort, last-write-wins, Parquet, file,
 //!   catalog);
 //! - `scan`: SQL over one persisted hour of 1000 hosts (a single-host max per minute, and
-//!   a max per minute over all hosts).
+//!   a max per minute over all hosts);
+//! - `query`: what a query costs apart from its scan, over the same hour: `SELECT 1`, the
+//!   last row of every host (TSBS `lastpoint`, from the last-value cache), and the newest
+//!   5 minutes' max (TSBS `groupby-orderby-limit`, from a window of the newest rows).
 //!
 //! `strata-benchmarks micro` runs them from the release build of the binaries, so nothing
 //! is compiled again; `cargo bench --bench micro` runs the same, but resolves features with
@@ -49,7 +52,7 @@ pub struct Options {
 type Group = fn(&mut Criterion);
 
 /// Every group with the ids of its benchmarks, in the order of the write path.
-const GROUPS: [(Group, &[&str]); 5] = [
+const GROUPS: [(Group, &[&str]); 6] = [
     (decode, &["line_protocol/parse"]),
     (write, &["engine/write"]),
     (wal_append, &["wal/append"]),
@@ -60,6 +63,10 @@ const GROUPS: [(Group, &[&str]); 5] = [
             "scan/max_per_minute_one_host",
             "scan/max_per_minute_all_hosts",
         ],
+    ),
+    (
+        query,
+        &["query/select_1", "query/lastpoint", "query/newest_minutes"],
     ),
 ];
 
@@ -241,10 +248,12 @@ fn persist(c: &mut Criterion) {
     g.finish();
 }
 
-fn scan(c: &mut Criterion) {
-    const HOUR_STEPS: u64 = 360;
+const HOUR_STEPS: u64 = 360;
+
+/// One whole hour of 1000 hosts persisted as one file, and queries over it; returns the
+/// hour's start too.
+fn one_hour() -> (Fixture, QueryEngine, i64) {
     let f = Fixture::new();
-    // One whole hour, so the persisted rows make one file.
     let start = start_ns() / 3_600_000_000_000 * 3_600_000_000_000;
     let mut rows = Requests::new(start);
     for _ in 0..HOUR_STEPS / STEPS {
@@ -255,12 +264,21 @@ fn scan(c: &mut Criterion) {
     assert!(snapshot.hot.is_empty(), "all of it persisted");
     assert_eq!(snapshot.files.len(), 1, "one file: {:?}", snapshot.files);
     let q = QueryEngine::new(Arc::clone(&f.engine), QueryConfig::default()).expect("queries");
-    let run = |sql: &str| {
-        f.rt.block_on(async {
-            let (_, stream) = q.query(DB, sql).await.expect("plan");
-            stream.try_collect::<Vec<_>>().await.expect("run")
-        })
-    };
+    (f, q, start)
+}
+
+/// Runs `sql` to the end; its rows.
+fn rows_of(f: &Fixture, q: &QueryEngine, sql: &str) -> usize {
+    f.rt.block_on(async {
+        let (_, stream) = q.query(DB, sql).await.expect("plan");
+        let batches = stream.try_collect::<Vec<_>>().await.expect("run");
+        batches.iter().map(|b| b.num_rows()).sum()
+    })
+}
+
+fn scan(c: &mut Criterion) {
+    let (f, q, _) = one_hour();
+    let run = |sql: &str| rows_of(&f, &q, sql);
     let mut g = c.benchmark_group("scan");
     g.throughput(Throughput::Elements(HOSTS as u64 * HOUR_STEPS));
     let queries = [
@@ -275,8 +293,35 @@ fn scan(c: &mut Criterion) {
         ),
     ];
     for (name, sql) in queries {
-        assert!(!run(sql).is_empty(), "{name} has rows");
+        assert!(run(sql) > 0, "{name} has rows");
         g.bench_function(name, |b| b.iter(|| run(sql)));
+    }
+    g.finish();
+}
+
+fn query(c: &mut Criterion) {
+    let (f, q, start) = one_hour();
+    let run = |sql: &str| rows_of(&f, &q, sql);
+    // 43 s into the hour's last minute, as TSBS draws its bounds.
+    let bound = chrono::DateTime::from_timestamp_nanos(start + 3_583_000_000_000)
+        .format("%Y-%m-%dT%H:%M:%S");
+    let newest = format!(
+        "SELECT date_trunc('minute', time) AS minute, max(usage_user) FROM cpu \
+         WHERE time < TIMESTAMP '{bound}' GROUP BY 1 ORDER BY 1 DESC LIMIT 5"
+    );
+    let queries = [
+        ("select_1", "SELECT 1".to_string(), 1),
+        (
+            "lastpoint",
+            "SELECT DISTINCT ON (hostname) * FROM cpu ORDER BY hostname, time DESC".to_string(),
+            HOSTS,
+        ),
+        ("newest_minutes", newest, 5),
+    ];
+    let mut g = c.benchmark_group("query");
+    for (name, sql, want) in queries {
+        assert_eq!(run(&sql), want, "{name}");
+        g.bench_function(name, |b| b.iter(|| run(&sql)));
     }
     g.finish();
 }
