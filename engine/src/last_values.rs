@@ -379,10 +379,17 @@ fn tag_array(values: Vec<Option<&str>>, dt: &DataType) -> Result<ArrayRef, Arrow
     let mut keys = Vec::with_capacity(values.len());
     let mut strings = Vec::with_capacity(values.len());
     for v in values {
-        keys.push(v.map(|v| {
-            strings.push(v);
-            i32::try_from(strings.len() - 1).unwrap_or(i32::MAX)
-        }));
+        let key = match v {
+            Some(v) => {
+                let key = i32::try_from(strings.len()).map_err(|_| {
+                    ArrowError::ComputeError("more cached series than Int32 keys".into())
+                })?;
+                strings.push(v);
+                Some(key)
+            }
+            None => None,
+        };
+        keys.push(key);
     }
     let array = DictionaryArray::<Int32Type>::try_new(
         Int32Array::from(keys),
@@ -394,33 +401,26 @@ fn tag_array(values: Vec<Option<&str>>, dt: &DataType) -> Result<ArrayRef, Arrow
 /// A field column of one of the engine's field types, built directly from values all of
 /// that type; `None` otherwise (a value of another type).
 fn typed_array(values: &[Option<&ScalarValue>], dt: &DataType) -> Option<ArrayRef> {
-    fn each<'v, T>(
-        values: &[Option<&'v ScalarValue>],
-        get: impl Fn(&'v ScalarValue) -> Option<Option<T>>,
-    ) -> Option<Vec<Option<T>>> {
-        values.iter().map(|v| v.map_or(Some(None), &get)).collect()
+    /// The values as an array of `$array` when each is a `ScalarValue::$variant`.
+    macro_rules! all_of {
+        ($array:ty, $variant:ident) => {{
+            let each: Option<Vec<_>> = values
+                .iter()
+                .map(|v| match v {
+                    None => Some(None),
+                    Some(ScalarValue::$variant(x)) => Some(x.clone()),
+                    Some(_) => None,
+                })
+                .collect();
+            Arc::new(<$array>::from(each?))
+        }};
     }
     let array: ArrayRef = match dt {
-        DataType::Float64 => Arc::new(Float64Array::from(each(values, |v| match v {
-            ScalarValue::Float64(x) => Some(*x),
-            _ => None,
-        })?)),
-        DataType::Int64 => Arc::new(Int64Array::from(each(values, |v| match v {
-            ScalarValue::Int64(x) => Some(*x),
-            _ => None,
-        })?)),
-        DataType::UInt64 => Arc::new(UInt64Array::from(each(values, |v| match v {
-            ScalarValue::UInt64(x) => Some(*x),
-            _ => None,
-        })?)),
-        DataType::Boolean => Arc::new(BooleanArray::from(each(values, |v| match v {
-            ScalarValue::Boolean(x) => Some(*x),
-            _ => None,
-        })?)),
-        DataType::Utf8 => Arc::new(StringArray::from(each(values, |v| match v {
-            ScalarValue::Utf8(x) => Some(x.as_deref()),
-            _ => None,
-        })?)),
+        DataType::Float64 => all_of!(Float64Array, Float64),
+        DataType::Int64 => all_of!(Int64Array, Int64),
+        DataType::UInt64 => all_of!(UInt64Array, UInt64),
+        DataType::Boolean => all_of!(BooleanArray, Boolean),
+        DataType::Utf8 => all_of!(StringArray, Utf8),
         _ => return None,
     };
     Some(array)
