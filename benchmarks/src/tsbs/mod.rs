@@ -141,6 +141,8 @@ pub struct Outcome {
     pub strata_tiers: Vec<(String, u64, u64, u64)>,
     pub export_parquet_bytes: u64,
     pub influx_bytes: Option<u64>,
+    /// How long InfluxDB took to come to rest after its load, and its CPU seconds then.
+    pub influx_rest: Option<(Duration, Duration)>,
     pub peak_rss_bytes: u64,
     /// CPU seconds Strata's tier-maintenance threads spent from start until at rest.
     pub maintenance_cpu_to_rest: Duration,
@@ -361,6 +363,8 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
             )
             .await?,
         );
+        eprintln!("tsbs: waiting until InfluxDB's compaction is at rest");
+        outcome.influx_rest = Some(at_rest(influx.pid(), Duration::from_secs(1800)).await?);
         Some(influx)
     } else {
         None
@@ -533,6 +537,34 @@ async fn load(
         },
         retries,
     })
+}
+
+/// Waits at most `limit` until process `pid` is at rest: it used under a tenth of a
+/// CPU-second in each of three 5-second spans in a row. A server still compacting what it
+/// was sent would take CPU from every system timed after it (influxd compacts its TSM files
+/// for minutes after a load, on a machine of two cores). Returns the time it took and the
+/// CPU it used.
+async fn at_rest(pid: u32, limit: Duration) -> Result<(Duration, Duration)> {
+    const SPAN: Duration = Duration::from_secs(5);
+    const QUIET: Duration = Duration::from_millis(100);
+    let started = Instant::now();
+    let first = cpu_time(pid).ok_or("the server's CPU time cannot be read")?;
+    let (mut mark, mut quiet_spans) = (first, 0);
+    while quiet_spans < 3 {
+        if started.elapsed() > limit {
+            let secs = limit.as_secs();
+            return Err(format!("process {pid} did not come to rest in {secs} s").into());
+        }
+        tokio::time::sleep(SPAN).await;
+        let now = cpu_time(pid).ok_or("the server's CPU time cannot be read")?;
+        quiet_spans = if now.saturating_sub(mark) < QUIET {
+            quiet_spans + 1
+        } else {
+            0
+        };
+        mark = now;
+    }
+    Ok((started.elapsed(), mark.saturating_sub(first)))
 }
 
 /// User + system CPU time of a process so far (Linux `/proc/<pid>/stat`).

@@ -81,9 +81,19 @@ pub fn markdown(opts: &Options, o: &Outcome) -> String {
     );
     let _ = writeln!(
         s,
-        "\nStrata's peak resident memory (VmHWM): {:.0} MiB.\n",
+        "\nStrata's peak resident memory (VmHWM): {:.0} MiB.",
         o.peak_rss_bytes as f64 / (1u64 << 20) as f64
     );
+    if let Some((wall, cpu)) = o.influx_rest {
+        let _ = writeln!(
+            s,
+            "\nInfluxDB came to rest {:.0} s after its load ({:.1} CPU-seconds of compaction \
+             meanwhile); every system's queries ran after that.",
+            wall.as_secs_f64(),
+            cpu.as_secs_f64()
+        );
+    }
+    let _ = writeln!(s);
 
     let _ = writeln!(s, "## Storage\n");
     let _ = writeln!(s, "| what | bytes | bytes per value |");
