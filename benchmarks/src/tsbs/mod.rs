@@ -32,6 +32,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// The database the benchmark writes to.
 pub const DATABASE: &str = "benchmark";
 
+/// How long the run waits for a server to persist, compact or otherwise come to rest.
+const WAIT_LIMIT: Duration = Duration::from_secs(1800);
+
 /// A system measured beside Strata (DuckDB always runs: it is the correctness reference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Peer {
@@ -282,7 +285,7 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
     outcome.hot_rows = t["hot_rows"].as_u64().unwrap_or(0);
     outcome.hot_bytes = t["hot_bytes"].as_u64().unwrap_or(0);
     eprintln!("tsbs: waiting until every chunk is persisted");
-    let deadline = Instant::now() + Duration::from_secs(1800);
+    let deadline = Instant::now() + WAIT_LIMIT;
     loop {
         let t = tables().await?;
         if t["hot_rows"].as_u64() == Some(0) {
@@ -298,7 +301,7 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
             break;
         }
         if Instant::now() > deadline {
-            return Err("persistence did not finish in 30 minutes".into());
+            return Err(format!("persistence did not finish in {WAIT_LIMIT:?}").into());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -341,7 +344,7 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
             break;
         }
         if Instant::now() > deadline {
-            return Err("compaction did not come to rest in 30 minutes".into());
+            return Err(format!("compaction did not come to rest in {WAIT_LIMIT:?}").into());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -364,7 +367,7 @@ pub async fn run(opts: &Options) -> Result<(Outcome, PathBuf)> {
             .await?,
         );
         eprintln!("tsbs: waiting until InfluxDB's compaction is at rest");
-        outcome.influx_rest = Some(at_rest(influx.pid(), Duration::from_secs(1800)).await?);
+        outcome.influx_rest = Some(at_rest(influx.pid(), WAIT_LIMIT).await?);
         Some(influx)
     } else {
         None
@@ -552,8 +555,7 @@ async fn at_rest(pid: u32, limit: Duration) -> Result<(Duration, Duration)> {
     let (mut mark, mut quiet_spans) = (first, 0);
     while quiet_spans < 3 {
         if started.elapsed() > limit {
-            let secs = limit.as_secs();
-            return Err(format!("process {pid} did not come to rest in {secs} s").into());
+            return Err(format!("process {pid} did not come to rest in {limit:?}").into());
         }
         tokio::time::sleep(SPAN).await;
         let now = cpu_time(pid).ok_or("the server's CPU time cannot be read")?;
